@@ -1,0 +1,1 @@
+"""Dash callbacks: one ``register(app, services)`` per module."""

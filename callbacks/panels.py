@@ -1,0 +1,166 @@
+"""Refills the wall's panels on each live tick (≤ 1/s), when scope or language change,
+and every PANEL_REFRESH_MS as deadlines pass (overdue counts move with the clock).
+
+Figures are computed once per scope per second however many walls are
+watching (a small cache on ``services.cache``), so the store sees at most one
+set of KPI queries per scope per second; the panels' components are built once
+per (scope, language) per computation, and a panel whose figures did not move
+is not rebuilt at all.
+
+Each page keeps, in ids.PANEL_HASHES, a hash of the figures behind every panel
+it shows; a refresh sends ``no_update`` for the panels whose hash it already
+has, so an unchanged panel costs the browser nothing on a tick.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+from datetime import datetime, timezone
+from urllib.parse import parse_qs
+
+from dash import Input, Output, State, no_update
+
+from dashboard import ids, kpi
+from dashboard.i18n import pick_lang, t
+from layouts import panels
+
+log = logging.getLogger(__name__)
+
+CACHE_KEY = "kpi.wall_figures"
+RENDER_KEY = "panels.rendered"
+RENDER_KEEP_S = 300.0  # forget the components of a scope no wall has shown for this long
+TTL_S = 1.0
+SLOW_TTL_S = 30.0  # 30-day windows barely move in 30 s; today's figures stay live
+SCOPE_RE = re.compile(r"^\d{6,24}$")
+
+def parse_query(search: str | None, default_lang: str) -> tuple[str | None, str, str | None]:
+    """(scope, lang, bad_scope): bad_scope is the raw text when the scope is not a region code."""
+    query = {k: v[-1] for k, v in parse_qs((search or "").lstrip("?")).items()}
+    lang = pick_lang(query.get("lang"), default_lang)
+    raw = (query.get("scope") or "").strip()
+    if raw and not SCOPE_RE.match(raw):
+        return None, lang, raw
+    return raw or None, lang, None
+
+
+def figures(services, scope: str | None, now: datetime | None = None, fresh_after_ms: float | None = None) -> dict:
+    """wall_figures for ``scope``, shared across viewers for TTL_S seconds; its
+    slow-moving parts (30-day windows, population) are reused for SLOW_TTL_S.
+
+    ``fresh_after_ms``: the LIVE_TICK's time (epoch ms). The browser hears of a
+    delta only after the consumer committed it, so a shared result started
+    after that moment includes it; an older one is recomputed, not served, or a
+    tick landing within a second of the last computation would leave the panels
+    stale until the next one.
+    """
+    cache = services.cache.setdefault(CACHE_KEY, {"lock": threading.Lock(), "entries": {}, "slow": {}})
+    with cache["lock"]:
+        mono = time.monotonic()
+        hit = cache["entries"].get(scope)
+        if (hit and now is None and mono - hit[0] < TTL_S
+                and (fresh_after_ms is None or hit[2] >= fresh_after_ms)):
+            return hit[1]
+        started_ms = time.time() * 1000.0
+        slow_hit = cache["slow"].get(scope)
+        slow = slow_hit[1] if slow_hit and mono - slow_hit[0] < SLOW_TTL_S else None
+        at = now or datetime.now(timezone.utc)
+        tz = services.settings.timezone
+        if slow is None:
+            slow = kpi.slow_figures(services.engine, scope, at, tz)
+            cache["slow"][scope] = (mono, slow)
+        data = kpi.wall_figures(services.engine, scope, at, tz, slow=slow)
+        cache["entries"][scope] = (mono, data, started_ms)
+        return data
+
+
+def _tick_ms(tick) -> float | None:
+    try:
+        return float(tick["at"]) if isinstance(tick, dict) and tick.get("at") else None
+    except (TypeError, ValueError):
+        return None
+
+
+PARTS = ("header", *panels.LEFT, *panels.RIGHT)
+
+
+def digest(scope: str | None, lang: str, data: dict, keys: tuple[str, ...]) -> str:
+    """A short hash of what one panel shows: equal hashes, equal components."""
+    blob = json.dumps([scope, lang, [data.get(k) for k in keys]], sort_keys=True, separators=(",", ":"),
+                      default=str)
+    return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
+
+
+def _build(name: str, data: dict, lang: str):
+    if name == "header":
+        return panels.header_figures(data, lang)
+    return panels.PANELS[name](data, lang).children  # the section itself stays in the page
+
+
+def rendered(services, scope: str | None, lang: str, data: dict) -> dict:
+    """{part: (hash, components)} for one wall_figures result, shared by every page
+    showing (scope, lang); a part whose hash did not change keeps its old components."""
+    cache = services.cache.setdefault(RENDER_KEY, {"lock": threading.Lock(), "entries": {}})
+    key = (scope, lang)
+    with cache["lock"]:
+        entry = cache["entries"].get(key)
+        if entry and entry["data"] is data:
+            return entry["parts"]
+        old = entry["parts"] if entry else {}
+        parts = {}
+        for name in PARTS:
+            h = digest(scope, lang, data, panels.INPUTS[name])
+            parts[name] = old[name] if name in old and old[name][0] == h else (h, _build(name, data, lang))
+        mono = time.monotonic()
+        cache["entries"][key] = {"data": data, "parts": parts, "at": mono}
+        for k in [k for k, e in cache["entries"].items() if mono - e["at"] > RENDER_KEEP_S]:
+            del cache["entries"][k]
+        return parts
+
+
+def _empty(header) -> dict:
+    """Every panel emptied (CSS hides empty sections), the page's hashes forgotten."""
+    return {"header": header, "updated": None, **{k: None for k in PARTS if k != "header"}, "hashes": {}}
+
+
+def render(services, search: str | None, now: datetime | None = None, tick=None,
+           seen: dict | None = None) -> dict:
+    """What one page's refresh sends: {"header", "updated", <panel name>..., "hashes"};
+    ``dash.no_update`` for every part whose hash is in ``seen`` (the page's PANEL_HASHES)."""
+    scope, lang, bad = parse_query(search, services.settings.lang)
+    if bad is not None:
+        return _empty(panels.message(t("panel_bad_scope", lang, scope=bad), "error"))
+    try:
+        data = figures(services, scope, now, _tick_ms(tick))
+        parts = rendered(services, scope, lang, data)
+    except Exception:  # the wall must stay up; the log says what failed
+        log.exception("wall figures failed", extra={"scope": scope})
+        return _empty(panels.message(t("panel_error", lang), "error"))
+    seen = seen or {}
+    out = {name: no_update if seen.get(name) == h else body for name, (h, body) in parts.items()}
+    updated = panels.updated_text(data, lang)
+    hashes = {name: h for name, (h, _) in parts.items()}
+    hashes["updated"] = hashlib.blake2b(updated.encode(), digest_size=8).hexdigest()
+    out["updated"] = no_update if seen.get("updated") == hashes["updated"] else updated
+    out["hashes"] = no_update if hashes == seen else hashes
+    return out
+
+
+OUTPUTS = ("header", "updated", *panels.LEFT, *panels.RIGHT, "hashes")
+
+
+def register(app, services) -> None:
+    targets = {"header": (ids.PANEL_HEADER, "children"), "updated": (ids.PANEL_UPDATED, "children"),
+               "hashes": (ids.PANEL_HASHES, "data")}
+
+    @app.callback(
+        *[Output(*targets.get(name, (ids.panel(name), "children"))) for name in OUTPUTS],
+        Input(ids.LIVE_TICK, "data"), Input(ids.URL, "search"), Input(ids.PANEL_REFRESH, "n_intervals"),
+        State(ids.PANEL_HASHES, "data"),
+    )
+    def refresh(tick, search, _n, seen):
+        out = render(services, search, tick=tick, seen=seen)
+        return tuple(out[name] for name in OUTPUTS)

@@ -1,0 +1,210 @@
+"""The wall's pages ("/" and "/wall") and the callbacks that keep its map current.
+
+The page is built once per visit (scope, language, map URLs, the first
+choropleth values, the newest events for the ticker). After that the browser
+gets live deltas by server push (dashboard/assets/live.js); the server side
+here only recomputes the per-grid values when live.js signals new deltas
+(ids.LIVE_TICK, at most once a second) or once in 30 s as deadlines pass.
+"""
+from __future__ import annotations
+
+import re
+
+from dash import ClientsideFunction, Input, Output, State, html, no_update
+
+from dashboard import domain, ids, wall_data
+from dashboard.geo.coords import wgs84_to_gcj02
+from dashboard.i18n import TEXT, t
+from layouts.map import ASSET_LAYERS, legend, overlay_names
+from layouts.wall import wall_layout
+
+SCOPE_RE = re.compile(r"^\d{6,24}$")
+SINKS = ids.MAP_SINKS
+
+
+MAX_PARTS = 40  # a wall over more streets than this loads as one part
+
+
+def scope_is_district(scope: str) -> bool:
+    """Same rule as the page's prefetch script: split by street when the scope is a district or all."""
+    return len(scope) <= 6
+
+
+def js_labels(lang: str) -> dict:
+    """The vocabulary live.js and map.js show, in the page's language (text only)."""
+    i = 0 if lang == "zh" else 1
+    pick = lambda table: {k: v[i] for k, v in table.items()}  # noqa: E731
+    subs = {}
+    for entry in domain.CATEGORIES.values():
+        subs.update({k: v[i] for k, v in entry[4].items()})
+    return {
+        "cat": {k: v[i] for k, v in domain.CATEGORIES.items()}, "sub": subs,
+        "src": pick(domain.SOURCES), "st": pick(domain.STEP_LABELS), "lvl": pick(domain.EVENT_LEVELS),
+        "hazard": pick(domain.HAZARD_KINDS), "hazard_st": pick(domain.HAZARD_STATES),
+        "facility": pick(domain.FACILITY_KINDS), "vehicle": pick(domain.VEHICLE_KINDS),
+        "keypop": pick(domain.KEY_POPULATION), "house": pick(domain.HOUSE_USES), "role": pick(domain.STAFF_ROLES),
+        "ui": {k: t(k, lang) for k in TEXT if k.startswith(("map_", "wall_"))},
+    }
+
+
+def tick_ms(query: dict) -> int:
+    """?tick=N: the panels and the choropleth refresh at most every N ms (never faster than 1 s)."""
+    try:
+        return max(1000, int(query.get("tick", 1000)))
+    except ValueError:
+        return 1000
+
+
+def query_flag(query: dict, name: str) -> bool:
+    return str(query.get(name, "")).lower() in ("1", "true", "yes", "on")
+
+
+def build_config(services, scope: str, lang: str, query: dict) -> dict:
+    """Everything the wall page needs up front; no geometry, no asset points."""
+    settings = services.settings
+    engine = services.engine
+    crs = query.get("crs") if query.get("crs") in wall_data.CRSS else settings.tile_crs
+    summary = wall_data.region_summary(engine, scope or None)
+    measures = shared_measures(services, scope)
+    root = summary["root"] or {"code": scope, "name": t("app_title", lang), "level": "district"}
+    bounds = summary["bounds"]
+    if bounds and crs == "gcj02":
+        lon, lat = wgs84_to_gcj02([bounds[0][1], bounds[1][1]], [bounds[0][0], bounds[1][0]])
+        bounds = [[float(lat[0]), float(lon[0])], [float(lat[1]), float(lon[1])]]
+    qs = f"scope={scope}" + (f"&crs={query['crs']}" if query.get("crs") in wall_data.CRSS else "")
+    urls = {lvl: f"/api/v1/geo/regions?level={lvl[:-1] if lvl != 'communities' else 'community'}&{qs}"
+            for lvl in ("grids", "streets")}
+    urls["communities"] = f"/api/v1/geo/regions?level=community&{qs}"
+    urls.update({layer: f"/api/v1/geo/points?layer={layer}&{qs}" for layer in wall_data.POINT_LAYERS})
+    urls["live"] = f"/api/v1/live?scope={scope}"
+    urls["recent"] = f"/api/v1/wall/recent?scope={scope}"
+    streets = wall_data.streets_of(engine, scope or None) if len(scope) <= 6 else []
+    parts = [c for c, _ in streets] if scope_is_district(scope) and 0 < len(streets) <= MAX_PARTS else [scope]
+    crs_q = f"&crs={query['crs']}" if query.get("crs") in wall_data.CRSS else ""
+    urls["grid_parts"] = {p: f"/api/v1/geo/regions?level=grid&scope={p}{crs_q}" for p in parts}
+    urls["event_parts"] = {p: f"/api/v1/geo/points?layer=events&scope={p}{crs_q}" for p in parts}
+    for layer, _, _ in ASSET_LAYERS:
+        urls[f"{layer}_parts"] = {p: f"/api/v1/geo/points?layer={layer}&scope={p}{crs_q}" for p in parts}
+    # the choropleth arrays are in grid-code order over the whole scope: where each part starts
+    offsets, n = {}, 0
+    for p in parts:
+        offsets[p] = n
+        n += sum(1 for g in summary["grids"] if g.startswith(p))
+    try:
+        rotate = max(0, int(query.get("rotate", 0)))
+    except ValueError:
+        rotate = 0
+    shown = tuple(x for x in str(query.get("layers", "")).split(",") if x in {a for a, _, _ in ASSET_LAYERS})
+    values = {k: measures[k] for k in (*wall_data.MEASURES, "patrolled")}
+    return {
+        "scope": scope, "crs": crs, "lang": lang, "tz": settings.timezone, "rotate": rotate,
+        "sound": query_flag(query, "sound"), "title": root["name"],
+        "root": {"code": root["code"], "name": root["name"], "level": root["level"]},
+        "bounds": bounds, "urls": urls, "measure": query.get("measure") if query.get("measure") in wall_data.MEASURES else "open",
+        "values": values, "breaks": measures["breaks"], "n_grids": measures["n"],
+        "names": {**summary["district"], **summary["streets"], **summary["communities"]},
+        "labels": js_labels(lang), "ticker": wall_data.newest_events(engine, scope or None),
+        "rotation": [c for c, _ in wall_data.streets_of(engine, scope or None)],
+        "shown": list(shown), "overlays": overlay_names(lang), "tile_url": settings.tile_url,
+        "poll": query_flag(query, "poll"), "parts": parts, "offsets": offsets,
+        "tick_ms": tick_ms(query),
+    }
+
+
+def panel_components(lang: str) -> dict | None:
+    """The panels helper's slots (layouts.panels.containers), or None while that module is missing.
+
+    They start empty: callbacks.panels fills them on the first call and on every LIVE_TICK,
+    so the KPI queries are not run twice per page view.
+    """
+    try:
+        from layouts import panels
+    except ImportError:
+        return None
+    return panels.containers(None, lang)
+
+
+def wall_page(services, query: dict, lang: str):
+    scope = str(query.get("scope", "") or "")
+    if scope and not SCOPE_RE.match(scope):
+        return html.Div(className="wall-error", children=f"scope: {scope!r} — " + (
+            "不是区划编码(6–24位数字)" if lang == "zh" else "not a region code (6 to 24 digits)"))
+    if scope:
+        from sqlalchemy import select
+
+        from dashboard.store.schema import region
+        with services.engine.connect() as conn:
+            if conn.execute(select(region.c.code).where(region.c.code == scope)).first() is None:
+                return html.Div(className="wall-error", children=f"scope: {scope} — " + (
+                    "没有这个区划" if lang == "zh" else "no region with this code"))
+    cfg = build_config(services, scope, lang, query)
+    layout = wall_layout(cfg, lang, panel_components(lang), tuple(cfg["shown"]))
+    return layout
+
+
+# Runs in the page head, before Dash has loaded: the wall's biggest downloads start at once
+# instead of after the layout and the router round trip (live.js picks the events up,
+# dash-leaflet's own fetch of the geometry finds it in the HTTP cache).
+PREFETCH_SCRIPT = """<script>(function(){var p=location.pathname;if(p!=="/"&&p!=="/wall")return;
+var q=new URLSearchParams(location.search),c=q.get("crs"),scope=q.get("scope")||"";
+var cq=(c==="wgs84"||c==="gcj02")?"&crs="+c:"",w=window.__wallPrefetch={};
+function json(u){w[u]=fetch(u).then(function(r){if(!r.ok)throw new Error(u+" HTTP "+r.status);return r.json();});
+w[u].catch(function(){});return w[u];}
+function warm(u){fetch(u).then(function(r){return r.arrayBuffer();}).catch(function(){});}
+function parts(list){list.forEach(function(s){json("/api/v1/geo/points?layer=events&scope="+s+cq);
+warm("/api/v1/geo/regions?level=grid&scope="+s+cq);});}
+warm("/api/v1/geo/regions?level=community&scope="+scope+cq);
+var su="/api/v1/geo/regions?level=street&scope="+scope+cq;
+if(scope.length>6){parts([scope]);warm(su);return;}
+fetch(su).then(function(r){return r.json();}).then(function(fc){
+var codes=fc.features.map(function(f){return f.properties.c;});
+parts(codes.length>0&&codes.length<=%d?codes:[scope]);}).catch(function(){});})();</script>""" % MAX_PARTS
+
+
+def shared_measures(services, scope: str, ttl_s: float = 1.0) -> dict:
+    """grid_measures per scope, computed at most once a second however many walls watch it."""
+    import threading
+    import time
+
+    cache = services.cache.setdefault("wall.measures", {"lock": threading.Lock(), "entries": {}})
+    with cache["lock"]:
+        hit = cache["entries"].get(scope)
+        if hit and time.monotonic() - hit[0] < ttl_s:
+            return hit[1]
+        data = wall_data.grid_measures(services.engine, scope or None, tz=services.settings.timezone)
+        cache["entries"][scope] = (time.monotonic(), data)
+        return data
+
+
+def register(app, services) -> None:
+    from callbacks.router import PAGES
+
+    if "__wallPrefetch" not in app.index_string and "{%css%}" in app.index_string:
+        app.index_string = app.index_string.replace("{%css%}", "{%css%}" + PREFETCH_SCRIPT, 1)
+
+    PAGES["/"] = wall_page
+    PAGES["/wall"] = wall_page
+
+    @app.callback(Output(ids.MAP_VALUES, "data"), Input(ids.LIVE_TICK, "data"),
+                  Input(ids.MAP_REFRESH, "n_intervals"), State(ids.WALL_CONFIG, "data"),
+                  prevent_initial_call=True)
+    def refresh_values(_tick, _n, cfg):
+        if not cfg:
+            return no_update
+        return shared_measures(services, cfg.get("scope") or "")
+
+    @app.callback(Output(ids.MAP_LEGEND, "children"), Input(ids.MAP_MEASURE, "value"),
+                  Input(ids.MAP_VALUES, "data"), State(ids.WALL_CONFIG, "data"), prevent_initial_call=True)
+    def refresh_legend(measure, values, cfg):
+        if not cfg:
+            return no_update
+        breaks = (values or {}).get("breaks") or cfg.get("breaks") or {}
+        return legend(measure or "open", breaks, cfg.get("lang", "zh"))
+
+    app.clientside_callback(ClientsideFunction("wallLive", "start"), Output(ids.MAP_INIT, "data"),
+                            Input(ids.WALL_CONFIG, "data"))
+    app.clientside_callback(ClientsideFunction("wallMap", "recolour"), Output(SINKS[0], "data"),
+                            Input(ids.MAP_VALUES, "data"), Input(ids.MAP_MEASURE, "value"),
+                            prevent_initial_call=True)
+    app.clientside_callback(ClientsideFunction("wallMap", "back"), Output(SINKS[1], "data"),
+                            Input(ids.MAP_BACK, "n_clicks"), prevent_initial_call=True)

@@ -1,0 +1,163 @@
+"""GET /api/v1/live?scope=CODE: server-sent events carrying the feed's deltas.
+
+Each connection reads the DELTAS stream on its own Redis connection (XREAD
+BLOCK, at most 2 s, so a heartbeat goes out every 2 s even when the feed is
+quiet) and forwards each entry's deltas that fall inside the viewer's scope
+(a region-code prefix, filtered here on the server). The stream id is the SSE
+``id``, so a browser that reconnects sends ``Last-Event-ID`` and resumes
+exactly where it stopped; ``?since=`` does the same for clients that cannot
+set the header. Events:
+
+* ``hello``: first, ``{"last": id, "scope": ...}``; its id is the resume point
+* (default message): ``data: [delta, ...]`` with ``id: <stream id>``
+* ``ping``: every 2 s, the feed health (lag, rate, dead letters, last message)
+* ``gap``: the resume point is older than the replay buffer; reload the page's data
+
+Works under the threaded werkzeug server and gunicorn's gthread worker: each
+open page holds one thread and one Redis connection until it goes away.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+
+from flask import Response, jsonify, request
+
+from ..feed.contract import DELTAS
+from ..feed.deltas import decode
+from ..feed.health import read_health
+from ..store.scope import code_in_scope
+
+log = logging.getLogger(__name__)
+
+PING_S = 2.0
+CLIENT_NAME = "grid-sse"  # CLIENT LIST shows one per open page
+BLOCK_MS = 2000
+STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$|^\d{1,20}$")
+SCOPE = re.compile(r"^\d{6,24}$")
+
+
+def _s(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _key(stream_id: str) -> tuple[int, int]:
+    ms, _, n = stream_id.partition("-")
+    return int(ms), int(n or 0)
+
+
+def filter_scope(deltas: list[dict], scope: str | None) -> list[dict]:
+    if not scope:
+        return deltas
+    return [d for d in deltas if code_in_scope(d.get("g"), scope)]
+
+
+def last_id(r) -> str:
+    newest = r.xrevrange(DELTAS, "+", "-", count=1)
+    return _s(newest[0][0]) if newest else "0-0"
+
+
+def resume_gap(r, since: str) -> bool:
+    """Has the replay buffer dropped entries after ``since``?"""
+    if since in ("0", "0-0"):
+        return False
+    oldest = r.xrange(DELTAS, "-", "+", count=1)
+    if not oldest:
+        return False
+    first = _s(oldest[0][0])
+    if _key(first) <= _key(since):
+        return False
+    try:  # Redis 7 counts entries ever added; Redis 6 cannot tell, so assume the worst (a reload)
+        info = r.xinfo_stream(DELTAS)
+        added = info.get("entries-added")
+        return True if added is None else int(added) > int(info["length"])
+    except Exception:  # noqa: BLE001
+        return True
+
+
+def sse(event: str | None = None, data=None, id: str | None = None, comment: str | None = None) -> str:
+    out = []
+    if comment is not None:
+        out.append(f": {comment}")
+    if id is not None:
+        out.append(f"id: {id}")
+    if event is not None:
+        out.append(f"event: {event}")
+    if data is not None:
+        text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        out.extend(f"data: {line}" for line in text.split("\n"))
+    return "\n".join(out) + "\n\n"
+
+
+def stream(services, scope: str | None, since: str | None, *, max_seconds: float | None = None):
+    """The generator behind the endpoint (also used by tests without HTTP)."""
+    r = services.new_redis(socket_timeout=BLOCK_MS / 1000 + 10, socket_connect_timeout=5,
+                           client_name=CLIENT_NAME)
+    started = time.monotonic()
+    try:
+        cursor = since if since else last_id(r)
+        yield "retry: 1000\n\n"
+        yield sse("hello", {"last": cursor, "scope": scope or ""}, id=cursor)
+        if since and resume_gap(r, since):
+            yield sse("gap", {"since": since})
+        next_ping = 0.0
+        while True:
+            now = time.monotonic()
+            if now >= next_ping:
+                try:
+                    health = read_health(r)
+                except Exception as exc:  # noqa: BLE001 - the page shows the feed as down
+                    health = {"error": f"{exc.__class__.__name__}"}
+                yield sse("ping", health)
+                next_ping = now + PING_S
+            if max_seconds is not None and now - started > max_seconds:
+                return
+            block = max(1, min(BLOCK_MS, int((next_ping - time.monotonic()) * 1000)))
+            try:
+                resp = r.xread({DELTAS: cursor}, count=200, block=block)
+            except Exception as exc:  # noqa: BLE001 - Redis restarting: tell the page, keep trying
+                yield sse("ping", {"error": f"{exc.__class__.__name__}"})
+                time.sleep(1.0)
+                continue
+            if not resp:
+                continue
+            skipped = None
+            for sid, fields in resp[0][1]:
+                sid = _s(sid)
+                cursor = sid
+                raw = fields.get(b"d") or fields.get("d")
+                try:
+                    mine = filter_scope(decode(raw), scope) if raw else []
+                except Exception:  # noqa: BLE001
+                    mine = []
+                if mine:
+                    yield sse(data=mine, id=sid)
+                    skipped = None
+                else:
+                    skipped = sid
+            if skipped is not None:  # nothing in scope: still move the browser's resume point
+                yield sse(comment="skip", id=skipped)
+    finally:
+        r.close()
+
+
+def register(server, services) -> None:
+    @server.get("/api/v1/live")
+    def live():
+        scope = request.args.get("scope", "").strip() or None
+        if scope is not None and not SCOPE.match(scope):
+            return jsonify({"error": "scope must be a region code (6 to 24 digits)", "field": "scope"}), 400
+        since = request.headers.get("Last-Event-ID") or request.args.get("since") or None
+        if since is not None:
+            since = since.strip()
+            if since == "$":
+                since = None
+            elif not STREAM_ID.match(since):
+                return jsonify({"error": "since / Last-Event-ID must be a stream id like 1700000000000-0",
+                                "field": "since"}), 400
+        resp = Response(stream(services, scope, since), mimetype="text/event-stream")
+        resp.headers["Cache-Control"] = "no-cache"
+        resp.headers["X-Accel-Buffering"] = "no"
+        return resp

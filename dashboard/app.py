@@ -1,0 +1,54 @@
+"""The app factory: ``create_app(settings)`` returns the Dash app.
+
+Routes on the Flask server (APIs, push, cached geometry) are registered by the
+modules in ``SERVER_MODULES``; Dash callbacks by the modules in
+``CALLBACK_MODULES``. Each has ``register(app_or_server, services)``.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import dash
+
+from .services import Services
+from .settings import Settings
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+SERVER_MODULES = (
+    "dashboard.api.health",
+    "dashboard.api.live",
+    "dashboard.api.geometry",
+    "dashboard.api.reports",
+    "dashboard.api.open311",
+    "dashboard.api.bundles",
+)
+CALLBACK_MODULES = (
+    "callbacks.router",
+    "callbacks.wall",
+    "callbacks.panels",
+)
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> dash.Dash:
+    settings = settings or Settings.from_env()
+    services = services or Services.open(settings)
+    app = dash.Dash(
+        __name__,
+        assets_folder=str(ASSETS),
+        title="网格化治理指挥中心",
+        update_title=None,
+        suppress_callback_exceptions=True,
+        compress=True,
+        serve_locally=True,
+    )
+    app.services = services  # for the production entry point and tests
+    from layouts.shell import shell
+
+    app.layout = shell  # a function: built per request, holds no data
+    for name in SERVER_MODULES:
+        importlib.import_module(name).register(app.server, services)
+    for name in CALLBACK_MODULES:
+        importlib.import_module(name).register(app, services)
+    return app

@@ -1,0 +1,133 @@
+"""The domain's vocabulary: one place for codes and their zh/en labels.
+
+Codes are stable English identifiers stored in the database and the feed;
+labels are what people read. ``label(kind, code, lang)`` looks one up.
+"""
+from __future__ import annotations
+
+LEVELS = ("district", "street", "community", "grid", "micro")
+LEVEL_LABELS = {
+    "district": ("区", "District"), "street": ("街道", "Street"),
+    "community": ("社区", "Community"), "grid": ("网格", "Grid"), "micro": ("微网格", "Micro-grid"),
+}
+# Code width per level: national admin code 6/9/12, then grid +3, micro +3.
+CODE_WIDTH = {"district": 6, "street": 9, "community": 12, "grid": 15, "micro": 18}
+
+GRID_KINDS = {
+    "basic": ("基础网格", "Basic grid"),
+    "school": ("学校专属网格", "School"),
+    "hospital": ("医院专属网格", "Hospital"),
+    "market": ("市场专属网格", "Market"),
+    "industrial_park": ("园区专属网格", "Industrial park"),
+    "business_district": ("商圈专属网格", "Business district"),
+}
+
+# Three-tier handling (三级办理): level 3 community, 2 street, 1 district departments.
+EVENT_LEVELS = {1: ("一级·区级部门", "L1 district"), 2: ("二级·街道", "L2 street"), 3: ("三级·社区", "L3 community")}
+
+SOURCES = {
+    "grid_patrol": ("网格巡查", "Grid patrol"),
+    "mini_program": ("居民小程序", "Resident mini-program"),
+    "hotline_12345": ("12345热线", "12345 hotline"),
+    "diversion_110": ("110非警务分流", "110 diversion"),
+    "whistle": ("吹哨报到", "Whistle"),
+    "system": ("系统", "System"),
+}
+
+# category -> (zh, en, default level, working-hours deadline, subcategories)
+CATEGORIES = {
+    "safety": ("安全隐患", "Safety", 2, 24, {
+        "gas": ("燃气泄漏", "Gas left on / leak"), "ebike": ("电动车违规充电", "E-bike charging / fire"),
+        "fire_lane": ("消防通道堵塞", "Blocked fire lane"), "hydrant": ("消火栓损坏", "Broken hydrant"),
+        "wiring": ("线路私拉乱接", "Overloaded wiring"), "sandwich_panel": ("泡沫夹芯板", "Foam sandwich panels")}),
+    "facilities": ("市政设施", "Facilities", 2, 48, {
+        "drainage_pump": ("地下室排水泵", "Basement drainage pump"), "elevator": ("电梯故障", "Elevator"),
+        "street_light": ("路灯不亮", "Street light"), "manhole": ("井盖缺失", "Manhole / heating-well cover"),
+        "storm_grate": ("雨水篦子", "Storm grate"), "road": ("路面破损", "Road surface")}),
+    "environment": ("环境卫生", "Environment", 3, 24, {
+        "garbage": ("垃圾堆积", "Garbage pile"), "clutter": ("乱堆乱放", "Clutter"),
+        "river_waste": ("河道漂浮物", "River floating waste"), "sewage": ("排污口", "Sewage outfall")}),
+    "disputes": ("矛盾纠纷", "Disputes", 3, 72, {
+        "neighbours": ("邻里纠纷", "Neighbours"), "noise": ("噪音扰民", "Noise"),
+        "property": ("物业纠纷", "Property management")}),
+    "livelihood": ("民生服务", "Livelihood", 3, 48, {
+        "elderly": ("助老服务", "Elderly assistance"), "disabled": ("助残服务", "Disabled assistance"),
+        "hardship": ("困难家庭", "Household in need")}),
+    "order": ("秩序交通", "Order & traffic", 2, 24, {
+        "parking": ("乱停乱放", "Disorderly parking"), "security": ("治安隐患", "Public-security risk")}),
+    "petition": ("信访", "Petition", 1, 120, {
+        "petition": ("信访诉求", "Petition")}),
+}
+
+# Case cycle: the national digital urban management steps, in order.
+EVENT_STEPS = ("reported", "registered", "dispatched", "handling", "escalated",
+               "feedback", "verified", "closed", "evaluated", "reopened")
+STEP_LABELS = {
+    "reported": ("上报", "Reported"), "registered": ("立案", "Registered"),
+    "dispatched": ("派遣", "Dispatched"), "handling": ("处置中", "Handling"),
+    "escalated": ("上报升级", "Escalated"), "feedback": ("反馈", "Feedback"),
+    "verified": ("核查", "Verified"), "closed": ("结案", "Closed"),
+    "evaluated": ("评价", "Evaluated"), "reopened": ("返工", "Reopened"),
+}
+OPEN_STATES = ("reported", "registered", "dispatched", "handling", "escalated", "feedback", "verified", "reopened")
+CLOSED_STATES = ("closed", "evaluated")
+
+HAZARD_KINDS = {
+    "elevator": ("电梯", "Elevator"), "gas_pipe": ("燃气管道", "Gas pipe"),
+    "hydrant": ("消火栓", "Hydrant"), "water_pipe": ("供水管道", "Water pipe"),
+    "wiring": ("电气线路", "Wiring"), "fire_lane": ("消防通道", "Fire lane"),
+}
+HAZARD_STATES = {"open": ("整改中", "Under rectification"), "rectified": ("已整改", "Rectified"),
+                 "verified": ("已复查", "Re-inspected")}
+PATROL_CHECKLIST = ("elevator", "gas_pipe", "hydrant", "water_pipe")
+
+KEY_POPULATION = {
+    "elderly_alone": ("独居老人", "Elderly living alone"),
+    "empty_nest_elderly": ("空巢老人", "Empty-nest elderly"),
+    "disabled": ("残疾人", "Disabled"),
+    "left_behind_children": ("留守儿童", "Left-behind children"),
+    "low_income": ("低保户", "Low-income"),
+    "severe_mental_illness": ("严重精神障碍患者", "Severe mental illness"),
+    "community_correction": ("社区矫正对象", "Community correction"),
+    "released_prisoners": ("刑满释放人员", "Released prisoners"),
+    "drug_rehab": ("社区戒毒康复人员", "Drug rehabilitation"),
+    "key_petitioners": ("重点信访人员", "Key petitioners"),
+}
+
+HOUSE_USES = {"residential": ("自住", "Owner-occupied"), "rental": ("出租", "Rental"),
+              "vacant": ("空置", "Vacant"), "shop": ("商铺", "Shop")}
+VEHICLE_KINDS = {"car": ("小汽车", "Car"), "ebike": ("电动车", "E-bike"), "truck": ("货车", "Truck"),
+                 "patrol": ("巡逻车", "Patrol vehicle")}
+FACILITY_KINDS = {
+    "hydrant": ("消火栓", "Hydrant"), "manhole_cover": ("井盖", "Manhole cover"),
+    "heating_well_cover": ("热力井盖", "Heating-well cover"), "street_light": ("路灯", "Street light"),
+    "drainage_pump": ("排水泵", "Drainage pump"), "elevator": ("电梯", "Elevator"), "camera": ("监控探头", "Camera"),
+}
+STAFF_ROLES = {
+    "grid_head": ("网格长", "Grid head"), "full_time": ("专职网格员", "Full-time grid worker"),
+    "professional": ("专业网格员", "Professional grid worker"), "part_time": ("兼职网格员", "Part-time grid worker"),
+    "micro_member": ("微网格员", "Micro-grid member"), "centre_household": ("中心户", "Centre household"),
+    "info_officer": ("信息员", "Information officer"), "volunteer": ("志愿者", "Volunteer"),
+    "party_group_leader": ("党小组长", "Party group leader"),
+}
+
+_TABLES = {
+    "level": LEVEL_LABELS, "grid_kind": GRID_KINDS, "source": SOURCES, "step": STEP_LABELS,
+    "hazard": HAZARD_KINDS, "hazard_state": HAZARD_STATES, "key_population": KEY_POPULATION,
+    "house": HOUSE_USES, "vehicle": VEHICLE_KINDS, "facility": FACILITY_KINDS, "role": STAFF_ROLES,
+    "event_level": EVENT_LEVELS,
+}
+
+
+def label(kind: str, code, lang: str = "zh") -> str:
+    i = 0 if lang == "zh" else 1
+    if kind == "category":
+        entry = CATEGORIES.get(code)
+        return entry[i] if entry else str(code)
+    if kind == "subcategory":
+        for entry in CATEGORIES.values():
+            if code in entry[4]:
+                return entry[4][code][i]
+        return str(code)
+    entry = _TABLES[kind].get(code)
+    return entry[i] if entry else str(code)

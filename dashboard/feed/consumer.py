@@ -1,0 +1,508 @@
+"""The feed consumer: stream -> store -> screens (shaped like rq's worker).
+
+One loop per consumer in the consumer group GROUP on STREAM:
+
+1. read a batch (XREADGROUP, blocking; after a restart first its own pending
+   entries, then claimed entries of dead consumers via XAUTOCLAIM);
+2. parse each message against the contract and place it against the store;
+   anything invalid becomes a dead letter with its reason;
+3. apply the batch in ONE transaction (``apply.apply_batch``), idempotent by
+   message id; a database error retries the batch with back-off, and a
+   message that keeps failing is isolated by applying one at a time and
+   dead-lettered with the database's error;
+4. after commit: XADD the dead letters, XACK the batch, XADD the deltas for
+   the screens, update the feed health; trim the stream (never below what the
+   group has not acknowledged).
+
+Redis or the database being down is waited out with capped exponential
+back-off; ``stop()`` (SIGTERM in ``cli_consume``) finishes the batch, acks it
+and returns. docs/feed.md describes the semantics.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import redis
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Engine
+
+from . import deltas as D
+from .apply import Conflict, Item, apply_batch, expire_pending, has_pending, ready_targets
+from .contract import DEAD_LETTER, GROUP, STREAM, InvalidMessage, parse
+from .health import RateMeter, prune_health, write_health
+from .resolve import Resolver
+
+log = logging.getLogger(__name__)
+
+DEAD_MAXLEN = 100_000       # dead letters kept for operators (each is also logged)
+PENDING_MAX_AGE_S = 300.0   # a held step waits this long for its predecessor or its event
+TRIM_SCAN = 10_000          # at most this many entries trimmed per pass
+LAG_SCAN = 1_000            # Redis 6 has no XINFO lag: count at most this many undelivered
+BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
+
+
+class StopRequested(Exception):
+    pass
+
+
+class Backoff:
+    def __init__(self, lo: float = BACKOFF_MIN, hi: float = BACKOFF_MAX):
+        self.lo, self.hi, self.cur = lo, hi, 0.0
+
+    def next(self) -> float:
+        self.cur = self.lo if self.cur == 0 else min(self.hi, self.cur * 2)
+        return self.cur
+
+    def reset(self) -> None:
+        self.cur = 0.0
+
+
+def _s(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _key(stream_id: str) -> tuple[int, int]:
+    ms, _, n = stream_id.partition("-")
+    return int(ms), int(n or 0)
+
+
+def _transient_db(exc: BaseException) -> bool:
+    """The database is unreachable or busy (wait), as opposed to rejecting the data (isolate)."""
+    if isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError)):
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and bool(getattr(exc, "connection_invalidated", False))
+
+
+def default_name(settings=None) -> str:
+    if settings is not None and settings.consumer_name:
+        return settings.consumer_name
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Consumer:
+    """``Consumer(services)`` or ``Consumer(engine, redis, locator)``; then ``run()``."""
+
+    def __init__(self, services_or_engine, redis_client: redis.Redis | None = None, locator=None, *,
+                 name: str | None = None, batch: int = 500, block_ms: int = 1000,
+                 claim_idle_ms: int | None = None, stream_maxlen: int | None = None,
+                 timezone_name: str | None = None, pending_max_age_s: float = PENDING_MAX_AGE_S,
+                 stop_event: threading.Event | None = None):
+        self._own_redis = False
+        if isinstance(services_or_engine, Engine):
+            self.services = None
+            self.engine = services_or_engine
+            if redis_client is None:
+                raise TypeError("Consumer(engine, redis, locator) needs a Redis client")
+            self.redis = redis_client
+            settings = None
+            loc = locator
+            if loc is None:
+                from ..geo.locate import Locator
+
+                def factory():
+                    return Locator.from_engine(self.engine)
+            else:
+                def factory():
+                    # a locator built from the store is rebuilt when regions change
+                    if hasattr(type(loc), "from_engine") and self.resolver.stamp is not None:
+                        return type(loc).from_engine(self.engine)
+                    return loc
+        else:
+            svc = services_or_engine
+            self.services = svc
+            self.engine = svc.engine
+            settings = svc.settings
+            # blocking reads get their own connection, with a timeout longer than the block
+            self.redis = redis_client or svc.new_redis(socket_timeout=block_ms / 1000 + 10,
+                                                       socket_connect_timeout=5)
+            self._own_redis = redis_client is None
+
+            def factory():
+                if self.resolver.stamp is not None:  # regions changed since: rebuild the shared one
+                    svc.cache.pop("locator", None)
+                return svc.locator
+        self.resolver = Resolver(self.engine, factory)
+        self.name = name or default_name(settings)
+        self.batch = batch
+        self.block_ms = block_ms
+        self.claim_idle_ms = claim_idle_ms if claim_idle_ms is not None else (
+            settings.claim_idle_ms if settings else 30_000)
+        self.stream_maxlen = stream_maxlen if stream_maxlen is not None else (
+            settings.stream_maxlen if settings else 1_000_000)
+        self.tz = D.zone(timezone_name or (settings.timezone if settings else None))
+        self.pending_max_age_s = pending_max_age_s
+        self._stop = stop_event or threading.Event()
+        self.backoff = Backoff()
+        self.rate = RateMeter()
+        self.stats = {"batches": 0, "applied": 0, "duplicates": 0, "dead": 0, "parked": 0, "released": 0}
+        self._post: list | None = None  # Redis work left after a commit (Redis went away)
+        self._last_message_at: datetime | None = None
+        self._due: dict[str, float] = {}
+
+    # --- control ----------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def _sleep(self, seconds: float) -> None:
+        self._stop.wait(seconds)
+
+    def _every(self, what: str, seconds: float) -> bool:
+        now = time.monotonic()
+        if now >= self._due.get(what, 0.0):
+            self._due[what] = now + seconds
+            return True
+        return False
+
+    # --- the loop ---------------------------------------------------------------
+    def ensure_group(self) -> None:
+        try:
+            self.redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def run(self, burst: bool = False) -> dict:
+        """Consume until ``stop()`` (or, with ``burst``, until nothing is left); returns stats."""
+        own_pending = True   # after a (re)start, our own unacknowledged entries come first
+        group_ok = False
+        log.info("consumer started", extra={"consumer": self.name, "batch": self.batch, "burst": burst})
+        while not self.stopping:
+            try:
+                if not group_ok:
+                    self.ensure_group()
+                    group_ok = True
+                    self._health(force=True)  # counted as running before the first batch
+                if self._post is not None:
+                    self._finish(*self._post)
+                entries = []
+                if self._every("claim", max(0.5, self.claim_idle_ms / 2000)):
+                    entries = self._claim()
+                if not entries and own_pending:
+                    entries = self._read("0", block=None)
+                    own_pending = bool(entries)
+                if not entries:
+                    entries = self._read(">", block=None if burst else self.block_ms)
+                if not entries and burst:
+                    entries = self._claim()  # before deciding that nothing is left
+                if entries:
+                    self._process(entries)
+                elif burst:
+                    if not self._claim_peek():
+                        self._housekeeping(force=True)
+                        break
+                self._housekeeping()
+                self.backoff.reset()
+            except StopRequested:
+                break
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                wait = self.backoff.next()
+                log.warning("redis unavailable; retrying", extra={"error": f"{exc.__class__.__name__}: {exc}",
+                                                                  "retry_in_s": wait, "consumer": self.name})
+                own_pending = True
+                self._sleep(wait)
+            except redis.ResponseError as exc:
+                if "NOGROUP" in str(exc):  # Redis restarted empty: the group is recreated at 0
+                    group_ok = False
+                    own_pending = True
+                    continue
+                wait = self.backoff.next()
+                log.error("redis error", extra={"error": str(exc), "consumer": self.name, "retry_in_s": wait})
+                self._sleep(wait)
+            except Exception:  # noqa: BLE001 - the loop never dies on one bad turn
+                own_pending = True  # what this turn read is retried first
+                wait = self.backoff.next()
+                log.exception("consumer turn failed", extra={"consumer": self.name, "retry_in_s": wait})
+                self._sleep(wait)
+        if self._post is not None:  # stopping: still try to ack what is committed
+            try:
+                self._finish(*self._post)
+            except Exception:  # noqa: BLE001
+                log.warning("could not ack the last batch; it will be redelivered and skipped as duplicate",
+                            extra={"consumer": self.name})
+        log.info("consumer stopped", extra={"consumer": self.name, **self.stats})
+        if self._own_redis:
+            self.redis.close()
+        return dict(self.stats)
+
+    def _read(self, start: str, block: int | None) -> list:
+        resp = self.redis.xreadgroup(GROUP, self.name, {STREAM: start}, count=self.batch, block=block)
+        if not resp:
+            return []
+        return resp[0][1]
+
+    def _claim(self) -> list:
+        out = self.redis.xautoclaim(STREAM, GROUP, self.name, min_idle_time=self.claim_idle_ms,
+                                    start_id="0-0", count=self.batch)
+        entries = out[1] if out and len(out) > 1 else []
+        if len(out) > 2 and out[2]:  # Redis 7: entries deleted from the stream while pending
+            self._ack([_s(i) for i in out[2]])
+        entries = [e for e in entries if e is not None and e[0] is not None]
+        if entries:
+            log.info("claimed pending entries of a dead consumer",
+                     extra={"consumer": self.name, "count": len(entries), "stream_id": _s(entries[0][0])})
+        return entries
+
+    def _claim_peek(self) -> bool:
+        """Is anything in the group still unacknowledged (burst mode's stop test)?"""
+        info = self.redis.xpending(STREAM, GROUP)
+        if not info or not info.get("pending"):
+            return False
+        own = self.redis.xpending_range(STREAM, GROUP, min="-", max="+", count=1, consumername=self.name)
+        if own:
+            return True
+        idle = self.redis.xpending_range(STREAM, GROUP, min="-", max="+", count=1, idle=self.claim_idle_ms)
+        return bool(idle)
+
+    def _ack(self, ids: list[str]) -> None:
+        if ids:
+            self.redis.xack(STREAM, GROUP, *ids)
+
+    # --- one batch -----------------------------------------------------------------
+    def _process(self, entries: list) -> None:
+        dead: list[tuple[str, object, str, str | None]] = []
+        items: list[Item] = []
+        ids: list[str] = []
+        for sid, fields in entries:
+            sid = _s(sid)
+            ids.append(sid)
+            if not fields:  # trimmed or deleted while pending: nothing to apply
+                continue
+            raw = fields.get(b"m", fields.get("m"))
+            if raw is None:
+                dead.append((sid, repr(fields)[:2000], "entry has no field m", None))
+                continue
+            try:
+                items.append(Item(stream_id=sid, raw=raw, msg=parse(raw)))
+            except InvalidMessage as exc:
+                dead.append((sid, raw, exc.reason, None))
+            except Exception as exc:  # noqa: BLE001 - never crash on data
+                dead.append((sid, raw, f"unreadable message: {exc.__class__.__name__}: {exc}", None))
+        try:
+            placed, misplaced = self.resolver.resolve(items)
+        except Exception:  # noqa: BLE001 - one odd message must not stall the batch: place one by one
+            log.exception("placing the batch failed; placing one message at a time", extra={"consumer": self.name})
+            placed, misplaced = [], []
+            for it in items:
+                try:
+                    ok, bad = self.resolver.resolve([it])
+                except Exception as exc:  # noqa: BLE001
+                    ok, bad = [], [(it, f"could not be placed: {exc.__class__.__name__}: {exc}")]
+                placed += ok
+                misplaced += bad
+        dead += [(it.stream_id, it.raw, reason, it.msg.id) for it, reason in misplaced]
+        outcome = self._commit(placed)
+        dead += outcome.dead
+        self.stats["batches"] += 1
+        for k in ("applied", "duplicates", "parked", "released"):
+            self.stats[k] += getattr(outcome, k)
+        self.stats["dead"] += len(dead)
+        if placed:
+            self._last_message_at = datetime.now(timezone.utc)
+        self.rate.add(len(entries))
+        self._post = (dead, ids, outcome.deltas)
+        self._finish(dead, ids, outcome.deltas)
+
+    def _finish(self, dead: list, ids: list[str], deltas: list[dict]) -> None:
+        """After commit: dead letters, ack, deltas (one round trip)."""
+        at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        pipe = self.redis.pipeline(transaction=False)
+        for sid, payload, reason, mid in dead:
+            pipe.xadd(DEAD_LETTER, {"reason": reason, "payload": payload if isinstance(payload, (bytes, str))
+                                    else str(payload), "stream_id": sid, "consumer": self.name, "at": at},
+                      maxlen=DEAD_MAXLEN, approximate=True)
+        if ids:
+            pipe.xack(STREAM, GROUP, *ids)
+        D.publish_command(pipe, deltas)
+        pipe.execute()
+        self._post = None
+        for sid, _payload, reason, mid in dead:
+            log.warning("dead letter", extra={"message_id": mid, "stream_id": sid, "reason": reason,
+                                              "consumer": self.name})
+        self._health()
+
+    def _commit(self, items: list[Item]):
+        """Apply in one transaction; retry on a busy/unreachable database; isolate a poison message."""
+        from .apply import Outcome
+
+        if not items:
+            return Outcome()
+        failures = 0
+        wait = Backoff(0.05, BACKOFF_MAX)
+        while True:
+            try:
+                with self.engine.begin() as conn:
+                    return apply_batch(conn, items, tz=self.tz)
+            except Exception as exc:  # noqa: BLE001
+                if _transient_db(exc) or isinstance(exc, Conflict):
+                    delay = wait.next()
+                    log.warning("database busy or unavailable; retrying the batch",
+                                extra={"error": f"{exc.__class__.__name__}: {str(exc)[:300]}",
+                                       "retry_in_s": delay, "consumer": self.name,
+                                       "stream_id": items[0].stream_id})
+                    if self.stopping and not isinstance(exc, Conflict):
+                        raise StopRequested() from exc  # unacked: redelivered after restart
+                    self._sleep(delay)
+                    continue
+                failures += 1
+                if failures < 3 and len(items) > 1 or failures < 2:
+                    self._sleep(wait.next())  # a race with another consumer passes on retry
+                    continue
+                if len(items) == 1:
+                    out = Outcome()
+                    reason = f"database rejected it: {exc.__class__.__name__}: {str(exc).splitlines()[0][:300]}"
+                    out.dead.append((items[0].stream_id, items[0].raw, reason, items[0].msg.id))
+                    return out
+                log.warning("batch failed; applying one message at a time to find the poison",
+                            extra={"error": f"{exc.__class__.__name__}: {str(exc)[:300]}",
+                                   "consumer": self.name, "stream_id": items[0].stream_id})
+                return self._isolate(items)
+
+    def _isolate(self, items: list[Item]):
+        from .apply import Outcome
+
+        total = Outcome()
+        for it in items:
+            out = self._commit([it])
+            total.deltas += out.deltas
+            total.dead += out.dead
+            for k in ("applied", "duplicates", "parked", "released"):
+                setattr(total, k, getattr(total, k) + getattr(out, k))
+        return total
+
+    # --- housekeeping -----------------------------------------------------------------
+    def _housekeeping(self, force: bool = False) -> None:
+        if force or self._every("held", 2.0):
+            self._release_and_expire()
+        if force or self._every("trim", 1.0):
+            self.trim()
+        if self._every("prune", 600.0):
+            prune_health(self.redis)
+            self._drop_idle_consumers()
+        if force or self._every("health", 1.0):
+            self._health(force=True)
+
+    def _release_and_expire(self) -> None:
+        """Apply held steps whose gap another consumer filled; dead-letter those that waited too long."""
+        try:
+            with self.engine.connect() as conn:
+                if not has_pending(conn):
+                    return
+                evs, hzs = ready_targets(conn)
+            if evs or hzs:
+                with self.engine.begin() as conn:
+                    out = apply_batch(conn, [], tz=self.tz, recheck_events=evs, recheck_hazards=hzs)
+                self.stats["released"] += out.released
+                self._post = (out.dead, [], out.deltas)
+                self._finish(out.dead, [], out.deltas)
+            cutoff = datetime.now(timezone.utc) - timedelta(seconds=self.pending_max_age_s)
+            with self.engine.begin() as conn:
+                expired = expire_pending(conn, cutoff)
+                if expired:  # dead letters first: a crash now repeats them rather than losing them
+                    self._finish([(sid, payload, reason, mid) for sid, payload, reason, mid in expired], [], [])
+                    self.stats["dead"] += len(expired)
+        except Exception as exc:  # noqa: BLE001
+            if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+                raise
+            log.warning("held-message pass failed", extra={"error": f"{exc.__class__.__name__}: {exc}",
+                                                           "consumer": self.name})
+
+    def trim(self) -> int:
+        """XTRIM MINID: keep at most STREAM_MAXLEN entries, never dropping one not yet acknowledged.
+
+        The cut is the older of (the entry STREAM_MAXLEN from the end) and (the
+        oldest entry any group still needs: its lowest pending id, else its
+        last-delivered id). Returns the number of entries removed.
+        """
+        r = self.redis
+        length = r.xlen(STREAM)
+        excess = length - self.stream_maxlen
+        if excess <= 0:
+            return 0
+        safe = None
+        for g in r.xinfo_groups(STREAM):
+            name = _s(g["name"])
+            need = _s(g["last-delivered-id"])
+            if int(g.get("pending") or 0):
+                summary = r.xpending(STREAM, name)
+                need = min(need, _s(summary["min"]), key=_key)
+            safe = need if safe is None else min(safe, need, key=_key)
+        if safe is None or safe == "0-0":
+            return 0
+        n = min(excess, TRIM_SCAN)
+        first = r.xrange(STREAM, "-", "+", count=n + 1)
+        if len(first) <= n:
+            return 0
+        cut = min(_s(first[n][0]), safe, key=_key)
+        removed = r.xtrim(STREAM, minid=cut, approximate=False)
+        if removed:
+            log.info("stream trimmed", extra={"removed": removed, "min_id": cut, "consumer": self.name})
+        return removed
+
+    def _drop_idle_consumers(self) -> None:
+        """Forget group members idle for an hour with nothing pending (names are host-pid)."""
+        try:
+            for c in self.redis.xinfo_consumers(STREAM, GROUP):
+                if int(c.get("pending", 0)) == 0 and int(c.get("idle", 0)) > 3_600_000 \
+                        and _s(c["name"]) != self.name:
+                    self.redis.xgroup_delconsumer(STREAM, GROUP, _s(c["name"]))
+        except redis.ResponseError:
+            pass
+
+    def _health(self, force: bool = False) -> None:
+        if not force and not self._every("health", 0.5):
+            return
+        lag = pending = None
+        try:
+            for g in self.redis.xinfo_groups(STREAM):
+                if _s(g["name"]) == GROUP:
+                    pending = int(g.get("pending") or 0)
+                    lag = g.get("lag")
+                    if lag is None:  # Redis < 7: count what was not delivered yet (capped, cheap)
+                        last = _s(g["last-delivered-id"])
+                        lag = len(self.redis.xrange(STREAM, "(" + last, "+", count=LAG_SCAN)) \
+                            if last != "0-0" else self.redis.xlen(STREAM)
+            write_health(self.redis, self.name, self.rate.rate(), last_message_at=self._last_message_at,
+                         lag=None if lag is None else int(lag), pending=pending)
+        except redis.ResponseError:
+            pass
+
+
+# --- entry points ------------------------------------------------------------------------
+def start_in_thread(services, stop_event: threading.Event) -> threading.Thread:
+    """The consumer inside ``python -m dashboard serve``: a daemon thread stopped by ``stop_event``."""
+    consumer = Consumer(services, name=default_name(services.settings), stop_event=stop_event)
+    thread = threading.Thread(target=consumer.run, name="feed-consumer", daemon=True)
+    thread.consumer = consumer  # type: ignore[attr-defined]
+    thread.start()
+    return thread
+
+
+def cli_consume(settings, name: str | None = None, burst: bool = False) -> int:
+    """``python -m dashboard consume``: SIGTERM/SIGINT finish the batch, ack it and exit 0."""
+    from ..services import Services
+
+    services = Services.open(settings)
+    consumer = Consumer(services, name=name or default_name(settings))
+
+    def _stop(signum, _frame):
+        log.info("stop requested", extra={"signal": signum, "consumer": consumer.name})
+        consumer.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        stats = consumer.run(burst=burst)
+        print(" ".join(f"{k}={v}" for k, v in stats.items()), flush=True)
+    finally:
+        services.close()
+    return 0

@@ -1,0 +1,83 @@
+"""Compact deltas for open screens (one DELTAS entry per committed batch).
+
+Every screen receives these, so they stay small: short keys, no nulls beyond
+the ones the format names, descriptions cut to 60 characters. Each delta is
+``{"k": kind, "op": "upsert"|"remove", "g": grid_code, "id": ..., ...}``;
+docs/feed.md lists the fields per kind.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone, tzinfo
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from .contract import DELTAS
+
+DELTAS_MAXLEN = 50_000  # a replay buffer for screens that reconnect, not a ledger
+TEXT_CHARS = 60
+
+
+def iso(value: datetime | None, tz: tzinfo) -> str | None:
+    return None if value is None else value.astimezone(tz).isoformat(timespec="seconds")
+
+
+def event_delta(row: dict, tz: tzinfo, op: str = "upsert") -> dict:
+    text = row.get("description") or ""
+    return {
+        "k": "event", "op": op, "g": row["grid_code"], "id": row["id"],
+        "lon": row.get("lon"), "lat": row.get("lat"),
+        "cat": row["category"], "sub": row.get("subcategory"), "lvl": row["level"],
+        "urg": bool(row.get("urgent")), "st": row["state"], "src": row["source"],
+        "at": iso(row["reported_at"], tz), "dl": iso(row.get("deadline_at"), tz),
+        "h": row.get("handler"), "txt": text[:TEXT_CHARS], "addr": row.get("address"),
+    }
+
+
+def hazard_delta(row: dict, tz: tzinfo, op: str = "upsert") -> dict:
+    return {
+        "k": "hazard", "op": op, "g": row["grid_code"], "id": row["id"],
+        "lon": row.get("lon"), "lat": row.get("lat"), "kind": row["kind"], "st": row["state"],
+        "dl": iso(row.get("deadline_at"), tz),
+    }
+
+
+def position_delta(row: dict, tz: tzinfo) -> dict:
+    return {
+        "k": "position", "op": "upsert", "g": row.get("grid_code") or "", "id": row["actor_id"],
+        "ak": row["actor_kind"], "lon": row["lon"], "lat": row["lat"], "at": iso(row["at"], tz),
+    }
+
+
+def patrol_delta(row: dict, tz: tzinfo, lon: float | None = None, lat: float | None = None) -> dict:
+    out = {
+        "k": "patrol", "op": "upsert", "g": row["grid_code"], "id": row["id"],
+        "staff": row["staff_code"], "at": iso(row["at"], tz), "issues": row["issues"],
+    }
+    if lon is not None:  # where the check-in happened, for the coverage layer
+        out["lon"], out["lat"] = lon, lat
+    return out
+
+
+def encode(deltas: list[dict]) -> bytes:
+    return orjson.dumps(deltas)
+
+
+def decode(payload: bytes | str) -> list[dict]:
+    return orjson.loads(payload)
+
+
+def publish_command(pipe, deltas: list[dict]) -> None:
+    """Queue the XADD of one batch's deltas on a Redis pipeline."""
+    if deltas:
+        pipe.xadd(DELTAS, {"d": encode(deltas)}, maxlen=DELTAS_MAXLEN, approximate=True)
+
+
+def zone(name: str | None) -> tzinfo:
+    return ZoneInfo(name or "Asia/Shanghai")
+
+
+def fixed_zone(tz: tzinfo, now: datetime) -> tzinfo:
+    """The zone's offset now, as a fixed offset: an ISO time with an offset is the same instant
+    whichever offset it is written in, and a fixed offset converts much faster than a ZoneInfo."""
+    return timezone(now.astimezone(tz).utcoffset())

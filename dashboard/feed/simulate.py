@@ -1,0 +1,798 @@
+"""A live district for the feed: ``python -m dashboard simulate --rate N --speed S --seed K``.
+
+Two parts:
+
+* ``Generator`` is pure and deterministic: given the district (``World``), a
+  seed and a start time it keeps a queue of scheduled actions (a report
+  arrives, a case takes its next step, a worker walks on, a vehicle drives,
+  a patrol checks in, a hazard is rectified ...) and ``advance(until)``
+  returns the contract messages of every action due by then. Random draws
+  happen only inside actions, in (time, sequence) order, so the messages do
+  not depend on how often ``advance`` is called: the same seed and start give
+  the same messages.
+* ``Simulator`` drives a generator with the wall clock and XADDs its messages
+  (through ``feed.publish``), riding out Redis outages without losing them.
+
+Time: messages carry wall-clock times in the jurisdiction's time zone (the
+contract rejects future times, so simulated time cannot run ahead of the
+clock). ``speed`` compresses durations: the delays between a case's steps,
+deadlines, patrol intervals and walking pace; ``rate`` is the peak number of
+new reports per second, shaped by the day's rhythm of the local clock.
+
+Restart: a new simulator picks up open events and hazards from the store (and
+steps still in the stream but not yet stored) and keeps advancing them; its
+ids carry a run tag derived from the seed and the start time, so a restart
+with the same seed never reuses an id.
+"""
+from __future__ import annotations
+
+import hashlib
+import heapq
+import itertools
+import json
+import logging
+import math
+import random
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+from zoneinfo import ZoneInfo
+
+import redis
+import shapely
+from sqlalchemy import select
+
+from ..domain import CATEGORIES, OPEN_STATES, PATROL_CHECKLIST, label
+from ..store.regions import load_regions
+from ..store.schema import building, event, hazard, staff
+from .contract import STREAM, parse
+from .publish import publish
+
+log = logging.getLogger(__name__)
+
+# --- The district's habits (demo figures) -------------------------------------------------
+
+# Relative report rate by local hour: quiet at night, peaks mid-morning and mid-afternoon.
+DAY_RHYTHM = (0.05, 0.03, 0.02, 0.02, 0.03, 0.06, 0.15, 0.35, 0.65, 0.90, 1.00, 0.85,
+              0.55, 0.60, 0.85, 0.95, 0.80, 0.60, 0.45, 0.35, 0.25, 0.18, 0.12, 0.08)
+CATEGORY_MIX = {"safety": 0.17, "facilities": 0.22, "environment": 0.24, "disputes": 0.12,
+                "livelihood": 0.12, "order": 0.10, "petition": 0.03}
+SOURCE_MIX = {"grid_patrol": 0.45, "mini_program": 0.25, "hotline_12345": 0.17, "diversion_110": 0.09,
+              "whistle": 0.04}
+URGENT_P = 0.03
+URGENT_P_HIGH = {"gas": 0.25, "ebike": 0.12, "fire_lane": 0.08, "manhole": 0.08}
+LEVEL1_P = 0.02          # a few reports go straight to district departments
+ESCALATE_P = 0.10
+OVERDUE_P = 0.12
+REOPEN_P = 0.05
+SATISFACTION = ((5, 0.60), (4, 0.25), (3, 0.10), (2, 0.03), (1, 0.02))
+# Mean delay (simulated minutes) before each step, from the step before it.
+STEP_DELAY_MIN = {"registered": 12, "dispatched": 30, "handling": 60, "escalated": 90, "feedback": 240,
+                  "verified": 90, "reopened": 30, "closed": 30, "evaluated": 360}
+DEPARTMENTS = {"safety": "区应急管理局", "facilities": "区城市管理局", "environment": "区生态环境分局",
+               "disputes": "区司法局", "livelihood": "区民政局", "order": "公安市南分局", "petition": "区信访局"}
+NOTES = {"registered": "已立案", "dispatched": "已派遣至{handler}", "handling": "{handler}已到场处置",
+         "escalated": "本级无法解决，上报{handler}", "feedback": "处置完毕，已反馈", "verified": "核查通过",
+         "reopened": "核查未通过，返工处置", "closed": "已结案", "evaluated": "群众评价{satisfaction}星"}
+PHRASES = ("，请尽快处理", "，居民反映多次", "，存在安全隐患", "，影响居民出行", "，请相关部门核实", "")
+HAZARD_P = 0.02          # per checklist item at a check-in
+EXTRA_HAZARD_P = 0.01    # wiring / fire lane found on the walk
+HAZARD_DAYS = (3, 15)
+HAZARD_LATE_P = 0.2
+HAZARD_EXTEND_P = 0.1
+REINSPECT_FAIL_P = 0.15
+WALK_MPS = 1.2
+DRIVE_MPS = 8.0
+MOVE_SPEEDUP_CAP = 10.0  # workers do not sprint at speed 60
+PING_S = 5.0
+VEHICLE_PING_S = 3.0
+CHECKIN_MIN = (45, 90)   # simulated minutes between a worker's check-ins
+DAY_SHIFT = (8, 18)      # local hours; a tenth of the walkers cover the night
+MAX_WALKERS = 150
+M_PER_DEG = 111_320.0
+
+
+class NoDistrict(RuntimeError):
+    """The store holds no grids to simulate."""
+
+
+# --- The district ---------------------------------------------------------------------------
+
+@dataclass
+class Grid:
+    code: str
+    name: str
+    geom: object
+    community: str
+    street: str
+    weight: float
+    buildings: list[tuple[str, float, float]] = field(default_factory=list)  # (name, lon, lat)
+    workers: list[str] = field(default_factory=list)                        # full-time staff codes
+
+
+@dataclass
+class World:
+    grids: list[Grid]
+    names: dict[str, str]                   # region code -> name (streets, communities)
+    streets: dict[str, object]              # street code -> geometry
+    on_duty: list[tuple[str, str]]          # (staff code, grid code) of on-duty full-time workers
+
+    @classmethod
+    def load(cls, engine) -> "World":
+        regions = load_regions(engine, levels=["street", "community", "grid"])
+        names = {r["code"]: r["name"] for r in regions}
+        streets = {r["code"]: r["geom"] for r in regions if r["level"] == "street"}
+        grids = {}
+        for r in regions:
+            if r["level"] != "grid":
+                continue
+            geom = r["geom"]
+            shapely.prepare(geom)
+            community = r["parent_code"] or r["code"][:12]
+            grids[r["code"]] = Grid(r["code"], r["name"], geom, community, community[:9],
+                                    float(r["population"] or r["households"] or 0) + 100.0)
+        if not grids:
+            raise NoDistrict("the store holds no grids: run `python -m dashboard seed` first")
+        on_duty = []
+        with engine.connect() as conn:
+            for name, code, lon, lat in conn.execute(
+                    select(building.c.name, building.c.grid_code, building.c.lon, building.c.lat)
+                    .order_by(building.c.code)):
+                if code in grids:
+                    grids[code].buildings.append((name, lon, lat))
+            for code, region_code, duty in conn.execute(
+                    select(staff.c.code, staff.c.region_code, staff.c.on_duty)
+                    .where(staff.c.role == "full_time").order_by(staff.c.code)):
+                if region_code in grids:
+                    grids[region_code].workers.append(code)
+                    if duty:
+                        on_duty.append((code, region_code))
+        return cls(sorted(grids.values(), key=lambda g: g.code), names, streets, on_duty)
+
+
+@dataclass
+class Recovered:
+    """Open work found in the store (and the stream) when a simulator starts."""
+    events: list[dict] = field(default_factory=list)   # id, state, seq, level, category, urgent, grid_code, lon, lat
+    hazards: list[dict] = field(default_factory=list)  # id, state, kind, grid_code, lon, lat, deadline_at
+
+    @classmethod
+    def load(cls, engine, r: redis.Redis | None = None, limit: int = 5000, stream_tail: int = 20000) -> "Recovered":
+        out = cls()
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(event.c.id, event.c.state, event.c.last_seq, event.c.level, event.c.category,
+                       event.c.urgent, event.c.grid_code, event.c.lon, event.c.lat)
+                .where(event.c.state.in_(list(OPEN_STATES))).order_by(event.c.reported_at.desc()).limit(limit)
+            ).mappings().all()
+            hz = conn.execute(
+                select(hazard.c.id, hazard.c.state, hazard.c.kind, hazard.c.grid_code, hazard.c.lon,
+                       hazard.c.lat, hazard.c.deadline_at)
+                .where(hazard.c.state.in_(["open", "rectified"])).limit(limit)).mappings().all()
+        latest = stream_steps(r, stream_tail) if r is not None else {}
+        for row in rows:
+            ev = dict(row)
+            seq, state = latest.get(ev["id"], (0, None))
+            if seq > ev["last_seq"]:  # steps still on the way to the store
+                ev["last_seq"], ev["state"] = seq, state
+            if ev["state"] in OPEN_STATES:
+                out.events.append(ev)
+        out.events.sort(key=lambda e: e["id"])
+        out.hazards = sorted((dict(h) for h in hz), key=lambda h: h["id"])
+        return out
+
+
+def stream_steps(r: redis.Redis, count: int) -> dict[str, tuple[int, str]]:
+    """event id -> (highest seq, its step) among the newest ``count`` stream entries."""
+    out: dict[str, tuple[int, str]] = {}
+    try:
+        entries = r.xrevrange(STREAM, count=count)
+    except redis.RedisError:
+        return out
+    for _sid, fields in entries:
+        raw = fields.get(b"m") or fields.get("m")
+        try:
+            m = json.loads(raw)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(m, dict) and m.get("type") == "event.step" and isinstance(m.get("seq"), int):
+            eid = m.get("event_id")
+            if eid and m["seq"] > out.get(eid, (0, None))[0]:
+                out[eid] = (m["seq"], m.get("step"))
+    return out
+
+
+# --- Moving things ----------------------------------------------------------------------------
+
+@dataclass
+class Mover:
+    actor_id: str
+    kind: str                 # staff | vehicle
+    area: object              # polygon it stays inside
+    grid: str | None
+    waypoints: list[tuple[float, float]]
+    mps: float
+    shift: str = "day"        # day | night | always
+    pos: tuple[float, float] = (0.0, 0.0)
+    target: int = 0
+
+    def step(self, seconds: float) -> tuple[float, float]:
+        """Walk toward the next waypoint; never leaves ``area``."""
+        left = self.mps * seconds
+        x, y = self.pos
+        for _ in range(len(self.waypoints) + 1):
+            tx, ty = self.waypoints[self.target]
+            kx = M_PER_DEG * math.cos(math.radians(y))
+            dx, dy = (tx - x) * kx, (ty - y) * M_PER_DEG
+            dist = math.hypot(dx, dy)
+            if dist <= left:
+                x, y, left = tx, ty, left - dist
+                self.target = (self.target + 1) % len(self.waypoints)
+                if left <= 0:
+                    break
+                continue
+            f = left / dist
+            nx, ny = x + (tx - x) * f, y + (ty - y) * f
+            if shapely.contains_xy(self.area, nx, ny):
+                x, y = nx, ny
+            else:  # the straight line leaves a concave area: go on to the waypoint (inside) at once
+                x, y = tx, ty
+                self.target = (self.target + 1) % len(self.waypoints)
+            break
+        self.pos = (x, y)
+        return self.pos
+
+
+def sample_point(rng: random.Random, geom, tries: int = 60) -> tuple[float, float]:
+    minx, miny, maxx, maxy = geom.bounds
+    for _ in range(tries):
+        x, y = rng.uniform(minx, maxx), rng.uniform(miny, maxy)
+        if shapely.contains_xy(geom, x, y):
+            return x, y
+    p = geom.representative_point()
+    return p.x, p.y
+
+
+def local_hour(t: datetime, tz) -> float:
+    lt = t.astimezone(tz)
+    return lt.hour + lt.minute / 60 + lt.second / 3600
+
+
+def rhythm(hour: float) -> float:
+    h0 = int(hour) % 24
+    f = hour - int(hour)
+    return DAY_RHYTHM[h0] * (1 - f) + DAY_RHYTHM[(h0 + 1) % 24] * f
+
+
+def on_shift(shift: str, hour: float) -> bool:
+    if shift == "always":
+        return True
+    day = DAY_SHIFT[0] <= hour < DAY_SHIFT[1]
+    return day if shift == "day" else not day
+
+
+def hours_until_shift(shift: str, hour: float) -> float:
+    start = DAY_SHIFT[0] if shift == "day" else DAY_SHIFT[1]
+    return (start - hour) % 24
+
+
+def weighted(rng: random.Random, mix: dict):
+    keys = list(mix)
+    return rng.choices(keys, weights=[mix[k] for k in keys])[0]
+
+
+# --- The generator ----------------------------------------------------------------------------
+
+def run_tag(seed: int, start: datetime) -> str:
+    return hashlib.sha1(f"{seed}:{start.isoformat()}".encode()).hexdigest()[:6]
+
+
+class Generator:
+    """Deterministic source of feed messages for a district (see module doc)."""
+
+    def __init__(self, world: World, *, seed: int, start: datetime, rate: float = 1.0, speed: float = 1.0,
+                 tz: str = "Asia/Shanghai", recovered: Recovered | None = None,
+                 max_walkers: int = MAX_WALKERS, ping_s: float = PING_S, vehicle_ping_s: float = VEHICLE_PING_S):
+        if start.tzinfo is None:
+            raise ValueError("start must carry a time zone")
+        if rate <= 0 or speed <= 0:
+            raise ValueError("rate and speed must be positive")
+        self.world = world
+        self.rng = random.Random(seed)
+        self.tz = ZoneInfo(tz)
+        self.rate = float(rate)
+        self.speed = float(speed)
+        self.ping_s = ping_s
+        self.vehicle_ping_s = vehicle_ping_s
+        self.tag = run_tag(seed, start)
+        self.now = start.astimezone(self.tz)
+        self._queue: list = []
+        self._order = itertools.count()
+        self._msg_n = itertools.count(1)
+        self._event_n = itertools.count(1)
+        self._hazard_n = itertools.count(1)
+        self._grid_by_code = {g.code: g for g in world.grids}
+        self._grid_weights = [g.weight for g in world.grids]
+        self.counts: dict[str, int] = defaultdict(int)
+        move = min(self.speed, MOVE_SPEEDUP_CAP)
+        self.walkers = self._make_walkers(max_walkers, WALK_MPS * move)
+        self.vehicles = self._make_vehicles(DRIVE_MPS * move)
+        for i, w in enumerate(self.walkers):
+            self._schedule(self.now + timedelta(seconds=self.rng.uniform(0, ping_s)), "walk", i)
+            self._schedule(self.now + self._sim(minutes=self.rng.uniform(5, CHECKIN_MIN[1])), "checkin", i)
+        for i in range(len(self.vehicles)):
+            self._schedule(self.now + timedelta(seconds=self.rng.uniform(0, vehicle_ping_s)), "drive", i)
+        self._schedule_arrival()
+        for ev in (recovered.events if recovered else []):
+            self._resume_case(ev)
+        for hz in (recovered.hazards if recovered else []):
+            self._resume_hazard(hz)
+
+    # -- scheduling --
+    def _sim(self, **kw) -> timedelta:
+        """A simulated duration, compressed by speed."""
+        return timedelta(**kw) / self.speed
+
+    def _schedule(self, at: datetime, kind: str, payload) -> None:
+        heapq.heappush(self._queue, (at, next(self._order), kind, payload))
+
+    def next_time(self) -> datetime | None:
+        return self._queue[0][0] if self._queue else None
+
+    def advance(self, until: datetime) -> list:
+        """Messages (validated contract models) of every action due by ``until``, in time order."""
+        out: list = []
+        while self._queue and self._queue[0][0] <= until:
+            at, _n, kind, payload = heapq.heappop(self._queue)
+            self.now = at
+            getattr(self, "_do_" + kind)(payload, out)
+        return out
+
+    # -- building messages --
+    def _msg(self, type_: str, actor: dict, *, location=None, region_code=None, at=None, **body):
+        m = {"type": type_, "v": 1, "id": f"sim-{self.tag}-{next(self._msg_n):09d}",
+             "occurred_at": (at or self.now).isoformat(), "actor": actor, **body}
+        m.setdefault("source", "system")
+        if location is not None:
+            m["location"] = {"lon": round(location[0], 7), "lat": round(location[1], 7), "crs": "wgs84"}
+        if region_code is not None:
+            m["region_code"] = region_code
+        model = parse(m)  # every message is checked against the contract as it is made
+        self.counts[type_] += 1
+        return model
+
+    # -- walkers and vehicles --
+    def _make_walkers(self, max_walkers: int, mps: float) -> list[Mover]:
+        duty = list(self.world.on_duty)
+        if not duty:  # a district without staff rows: one synthetic worker per grid
+            duty = [(f"GW{g.code}", g.code) for g in self.world.grids]
+        if len(duty) > max_walkers:
+            duty = sorted(self.rng.sample(duty, max_walkers))
+        night = set(self.rng.sample(range(len(duty)), max(1, len(duty) // 10))) if duty else set()
+        out = []
+        for i, (code, grid_code) in enumerate(duty):
+            g = self._grid_by_code[grid_code]
+            points = [(lon, lat) for _n, lon, lat in g.buildings if shapely.contains_xy(g.geom, lon, lat)]
+            self.rng.shuffle(points)
+            points = points[:6]
+            while len(points) < 4:
+                points.append(sample_point(self.rng, g.geom))
+            mover = Mover(code, "staff", g.geom, g.code, points, mps, "night" if i in night else "day")
+            mover.pos = points[-1]
+            out.append(mover)
+        return out
+
+    def _make_vehicles(self, mps: float) -> list[Mover]:
+        by_street: dict[str, list[Grid]] = defaultdict(list)
+        for g in self.world.grids:
+            by_street[g.street].append(g)
+        out = []
+        for street, grids in sorted(by_street.items()):
+            area = self.world.streets.get(street)
+            if area is None:
+                area = shapely.union_all([g.geom for g in grids])
+            shapely.prepare(area)
+            c = area.centroid
+            stops = [g.geom.representative_point() for g in grids]
+            stops.sort(key=lambda p: math.atan2(p.y - c.y, p.x - c.x))  # a loop around the street
+            points = [(p.x, p.y) for p in stops]
+            if len(points) < 2:
+                points.append(sample_point(self.rng, area))
+            mover = Mover(f"PV{street}", "vehicle", area, None, points, mps, "always")
+            mover.pos = points[0]
+            out.append(mover)
+        return out
+
+    def _do_walk(self, i: int, out: list) -> None:
+        w = self.walkers[i]
+        hour = local_hour(self.now, self.tz)
+        if not on_shift(w.shift, hour):
+            wait = hours_until_shift(w.shift, hour) * 3600 + self.rng.uniform(0, 900)
+            self._schedule(self.now + timedelta(seconds=wait), "walk", i)
+            return
+        pos = w.step(self.ping_s)
+        out.append(self._msg("position", {"kind": "staff", "id": w.actor_id}, location=pos, source="grid_patrol"))
+        self._schedule(self.now + timedelta(seconds=self.ping_s), "walk", i)
+
+    def _do_drive(self, i: int, out: list) -> None:
+        v = self.vehicles[i]
+        pos = v.step(self.vehicle_ping_s)
+        out.append(self._msg("position", {"kind": "vehicle", "id": v.actor_id}, location=pos, source="system"))
+        self._schedule(self.now + timedelta(seconds=self.vehicle_ping_s), "drive", i)
+
+    def _do_checkin(self, i: int, out: list) -> None:
+        w = self.walkers[i]
+        nxt = self.now + self._sim(minutes=self.rng.uniform(*CHECKIN_MIN))
+        if not on_shift(w.shift, local_hour(self.now, self.tz)):
+            self._schedule(nxt, "checkin", i)
+            return
+        checklist = {item: ("issue" if self.rng.random() < HAZARD_P else "ok") for item in PATROL_CHECKLIST}
+        actor = {"kind": "staff", "id": w.actor_id}
+        issues = [k for k, v in checklist.items() if v == "issue"]
+        note = ("发现隐患：" + "、".join(label("hazard", k) for k in issues)) if issues else "巡查正常"
+        out.append(self._msg("patrol.checkin", actor, location=w.pos, source="grid_patrol",
+                             checklist=checklist, note=note))
+        if self.rng.random() < EXTRA_HAZARD_P:
+            issues.append(self.rng.choice(["wiring", "fire_lane"]))
+        for kind in issues:
+            self._found_hazard(kind, w, out)
+        self._schedule(nxt, "checkin", i)
+
+    # -- hazards --
+    def _found_hazard(self, kind: str, w: Mover, out: list) -> None:
+        hid = f"HZ{self.tag}{next(self._hazard_n):06d}"
+        days = self.rng.uniform(*HAZARD_DAYS)
+        deadline = self.now + self._sim(days=days)
+        g = self._grid_by_code[w.grid]
+        desc = f"{g.name}巡查发现{label('hazard', kind)}隐患，限期整改"
+        out.append(self._msg("hazard.found", {"kind": "staff", "id": w.actor_id}, location=w.pos,
+                             source="grid_patrol", hazard_id=hid, kind=kind, description=desc,
+                             deadline_at=deadline.isoformat()))
+        self._plan_hazard({"id": hid, "state": "open", "kind": kind, "grid_code": w.grid,
+                           "lon": w.pos[0], "lat": w.pos[1], "deadline_at": deadline, "worker": w.actor_id},
+                          days)
+
+    def _plan_hazard(self, hz: dict, days: float) -> None:
+        if hz["state"] == "open":
+            if self.rng.random() < HAZARD_EXTEND_P:
+                self._schedule(self.now + self._sim(days=days * self.rng.uniform(0.5, 0.9)), "hazard",
+                               (hz, "hazard.deadline"))
+            late = self.rng.random() < HAZARD_LATE_P
+            frac = self.rng.uniform(1.1, 1.6) if late else self.rng.uniform(0.2, 0.95)
+            self._schedule(self.now + self._sim(days=days * frac), "hazard", (hz, "hazard.rectified"))
+        else:
+            self._schedule(self.now + self._sim(hours=self.rng.uniform(4, 48)), "hazard", (hz, "hazard.reinspected"))
+
+    def _hazard_place(self, hz: dict) -> dict:
+        if hz.get("lon") is not None and hz.get("lat") is not None:
+            return {"location": (hz["lon"], hz["lat"])}
+        return {"region_code": hz["grid_code"]}
+
+    def _do_hazard(self, payload, out: list) -> None:
+        hz, kind = payload
+        actor = {"kind": "staff", "id": hz.get("worker") or self._worker_of(hz["grid_code"])}
+        place = self._hazard_place(hz)
+        if kind == "hazard.deadline":
+            if hz["state"] != "open":  # rectified before the extension was needed
+                return
+            hz["deadline_at"] = hz["deadline_at"] + self._sim(days=7) if hz.get("deadline_at") else \
+                self.now + self._sim(days=7)
+            out.append(self._msg(kind, actor, source="grid_patrol", hazard_id=hz["id"],
+                                 deadline_at=hz["deadline_at"].isoformat(), **place))
+        elif kind == "hazard.rectified":
+            hz["state"] = "rectified"
+            out.append(self._msg(kind, {"kind": "department", "id": "property"}, source="system",
+                                 hazard_id=hz["id"], note=f"{label('hazard', hz['kind'])}已整改", **place))
+            self._plan_hazard(hz, 0)
+        elif kind == "hazard.reinspected":
+            passed = self.rng.random() >= REINSPECT_FAIL_P
+            out.append(self._msg(kind, actor, source="grid_patrol", hazard_id=hz["id"], passed=passed,
+                                 note="复查合格" if passed else "复查不合格，继续整改", **place))
+            if not passed:
+                hz["state"] = "open"
+                self._schedule(self.now + self._sim(days=self.rng.uniform(1, 5)), "hazard", (hz, "hazard.rectified"))
+
+    def _resume_hazard(self, row: dict) -> None:
+        hz = dict(row)
+        if hz.get("deadline_at") is not None and hz["deadline_at"].tzinfo is None:
+            hz["deadline_at"] = hz["deadline_at"].replace(tzinfo=timezone.utc)
+        if hz["state"] == "open":
+            self._schedule(self.now + self._sim(hours=self.rng.uniform(1, 72)), "hazard", (hz, "hazard.rectified"))
+        else:
+            self._schedule(self.now + self._sim(hours=self.rng.uniform(1, 24)), "hazard", (hz, "hazard.reinspected"))
+
+    def _worker_of(self, grid_code: str | None) -> str:
+        g = self._grid_by_code.get(grid_code or "")
+        if g is not None and g.workers:
+            return g.workers[0]
+        return f"GW{grid_code or 'x'}"
+
+    # -- reports and cases --
+    def _schedule_arrival(self) -> None:
+        self._schedule(self.now + timedelta(seconds=self.rng.expovariate(self.rate)), "arrival", None)
+
+    def _do_arrival(self, _payload, out: list) -> None:
+        # Thinning: candidates at the peak rate, each kept with the hour's share of it.
+        if self.rng.random() < rhythm(local_hour(self.now, self.tz)):
+            out.append(self._report())
+        self._schedule_arrival()
+
+    def _report(self):
+        rng = self.rng
+        g = rng.choices(self.world.grids, weights=self._grid_weights)[0]
+        category = weighted(rng, CATEGORY_MIX)
+        sub = rng.choice(sorted(CATEGORIES[category][4]))
+        source = weighted(rng, SOURCE_MIX)
+        if g.buildings and rng.random() < 0.7:
+            bname, lon, lat = rng.choice(g.buildings)
+            jlon, jlat = lon + rng.gauss(0, 6e-5), lat + rng.gauss(0, 5e-5)  # around the building, not on one spot
+            if shapely.contains_xy(g.geom, jlon, jlat):
+                lon, lat = jlon, jlat
+            elif not shapely.contains_xy(g.geom, lon, lat):
+                lon, lat = sample_point(rng, g.geom)
+            address = f"{g.name}{bname}" if not bname.startswith(g.name) else bname
+        else:
+            lon, lat = sample_point(rng, g.geom)
+            address = f"{g.name}附近"
+        urgent = rng.random() < URGENT_P_HIGH.get(sub, URGENT_P)
+        level = 1 if rng.random() < LEVEL1_P else None
+        lag_min = rng.uniform(0, 5) if source == "grid_patrol" else rng.uniform(0, 60)
+        occurred = self.now - timedelta(minutes=lag_min)
+        if source == "grid_patrol":
+            actor = {"kind": "staff", "id": self._worker_of(g.code)}
+        elif source == "mini_program":
+            actor = {"kind": "resident", "id": f"wx-{rng.getrandbits(48):012x}"}
+        elif source == "hotline_12345":
+            actor = {"kind": "operator", "id": f"12345-op-{rng.randint(1, 40):02d}"}
+        elif source == "diversion_110":
+            actor = {"kind": "department", "id": "110-center"}
+        else:
+            actor = {"kind": "department", "id": f"whistle-{g.community}"}
+        description = f"{address}{label('subcategory', sub)}{rng.choice(PHRASES)}"
+        eid = f"EVS{self.tag}{next(self._event_n):06d}"
+        body = dict(event_id=eid, category=category, subcategory=sub, urgent=urgent, description=description,
+                    address=address)
+        if level is not None:
+            body["level"] = level
+        msg = self._msg("event.reported", actor, location=(lon, lat), at=occurred, source=source, **body)
+        case = {"id": eid, "state": "reported", "last_seq": 1, "level": level or CATEGORIES[category][2],
+                "category": category, "urgent": urgent, "grid_code": g.code, "lon": lon, "lat": lat}
+        self._plan_case(case, fresh=True)
+        return msg
+
+    def _plan_case(self, case: dict, fresh: bool) -> None:
+        """Decide the rest of a case's path now, so later draws do not depend on timing."""
+        rng = self.rng
+        path = ["registered", "dispatched", "handling"]
+        if rng.random() < ESCALATE_P and case["level"] > 1:
+            path += ["escalated", "handling"]
+        path += ["feedback", "verified"]
+        if rng.random() < REOPEN_P:
+            path += ["reopened", "handling", "feedback", "verified"]
+        path += ["closed", "evaluated"]
+        if not fresh:  # a resumed case: continue from its state
+            path = resume_path(case["state"])
+        case["path"] = path
+        case["overdue"] = rng.random() < OVERDUE_P
+        case["stall"] = rng.random() < 0.03  # a few cases just sit
+        self._schedule_step(case)
+
+    def _resume_case(self, row: dict) -> None:
+        case = dict(row)
+        self._plan_case(case, fresh=False)
+
+    def _schedule_step(self, case: dict) -> None:
+        if not case["path"]:
+            return
+        nxt = case["path"][0]
+        minutes = STEP_DELAY_MIN[nxt] * self.rng.uniform(0.3, 1.7)
+        if nxt == "feedback":
+            hours = CATEGORIES[case["category"]][3]
+            minutes = hours * 60 * (self.rng.uniform(1.1, 1.8) if case["overdue"] else self.rng.uniform(0.1, 0.8))
+        if case["stall"] and nxt == "feedback":
+            minutes *= 6
+        if case["urgent"] and nxt != "evaluated":
+            minutes /= 4
+        self._schedule(self.now + self._sim(minutes=minutes), "step", case)
+
+    def _handler(self, case: dict) -> str:
+        g = self._grid_by_code.get(case.get("grid_code") or "")
+        community = g.community if g else (case.get("grid_code") or "")[:12]
+        if case["level"] >= 3:
+            return f"{self.world.names.get(community, '社区')}居委会"[:64]
+        if case["level"] == 2:
+            return f"{self.world.names.get(community[:9], '街道')}办事处"[:64]
+        return DEPARTMENTS.get(case["category"], "区级部门")
+
+    def _do_step(self, case: dict, out: list) -> None:
+        rng = self.rng
+        step = case["path"].pop(0)
+        case["last_seq"] += 1
+        body: dict = {"event_id": case["id"], "seq": case["last_seq"], "step": step}
+        if step == "registered":
+            hours = CATEGORIES[case["category"]][3] / (4 if case["urgent"] else 1)
+            body["deadline_at"] = (self.now + self._sim(hours=hours)).isoformat()
+        if step == "escalated":
+            case["level"] = max(1, case["level"] - 1)
+            body["level"] = case["level"]
+        if step in ("dispatched", "escalated"):
+            body["handler"] = self._handler(case)
+        satisfaction = None
+        if step == "evaluated":
+            satisfaction = rng.choices([s for s, _ in SATISFACTION], weights=[w for _, w in SATISFACTION])[0]
+            body["satisfaction"] = satisfaction
+        body["note"] = NOTES[step].format(handler=body.get("handler") or self._handler(case),
+                                          satisfaction=satisfaction)
+        case["state"] = step
+        actor = ({"kind": "operator", "id": "command-center"} if step in ("registered", "dispatched", "verified",
+                                                                          "closed", "reopened")
+                 else {"kind": "department", "id": f"L{case['level']}"} if step in ("handling", "feedback",
+                                                                                     "escalated")
+                 else {"kind": "resident"})
+        place = ({"location": (case["lon"], case["lat"])} if case.get("lon") is not None
+                 else {"region_code": case["grid_code"]})
+        out.append(self._msg("event.step", actor, source="system", **place, **body))
+        self._schedule_step(case)
+
+
+BASE_PATH = ("registered", "dispatched", "handling", "feedback", "verified", "closed", "evaluated")
+
+
+def resume_path(state: str) -> list[str]:
+    """The steps left for a case found in ``state``."""
+    if state in ("escalated", "reopened"):
+        return list(BASE_PATH[BASE_PATH.index("handling"):])
+    if state == "reported":
+        return list(BASE_PATH)
+    if state in BASE_PATH:
+        return list(BASE_PATH[BASE_PATH.index(state) + 1:])
+    return []
+
+
+# --- Driving it with the clock ------------------------------------------------------------
+
+def wall_clock() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Simulator:
+    """Feeds the stream from a ``Generator`` in step with the (injectable) clock.
+
+    ``Simulator(services, rate, speed, seed)`` or ``Simulator((engine, redis), rate, speed, seed)``.
+    """
+
+    def __init__(self, services, rate: float | None = None, speed: float | None = None, seed: int | None = None,
+                 *, clock: Callable[[], datetime] = wall_clock, tz: str | None = None,
+                 max_walkers: int = MAX_WALKERS, recover: bool = True, tick_s: float = 0.2):
+        self._own_redis = not isinstance(services, tuple)
+        if isinstance(services, tuple):
+            self.engine, self.redis = services
+            settings = None
+        else:
+            self.engine, self.redis = services.engine, services.new_redis()
+            settings = services.settings
+        self.rate = float(rate if rate is not None else (settings.sim_rate if settings else 1.0))
+        self.speed = float(speed if speed is not None else (settings.sim_speed if settings else 1.0))
+        self.seed = int(seed if seed is not None else (settings.demo_seed if settings else 370202))
+        self.tz = tz or (settings.timezone if settings else "Asia/Shanghai")
+        self.clock = clock
+        self.max_walkers = max_walkers
+        self.recover = recover
+        self.tick_s = tick_s  # publish in small batches rather than waking for every ping
+        self.published = 0
+        self.dropped = 0
+        self.generator: Generator | None = None
+
+    def make_generator(self, start: datetime | None = None) -> Generator:
+        world = World.load(self.engine)
+        recovered = Recovered.load(self.engine, self.redis) if self.recover else None
+        return Generator(world, seed=self.seed, start=start or self.clock(), rate=self.rate, speed=self.speed,
+                         tz=self.tz, recovered=recovered, max_walkers=self.max_walkers)
+
+    def _flush(self, backlog: deque, batch: int = 500) -> None:
+        while backlog:
+            chunk = [backlog[i] for i in range(min(batch, len(backlog)))]
+            pipe = self.redis.pipeline(transaction=False)
+            for m in chunk:
+                publish(pipe, m)
+            pipe.execute()
+            for _ in chunk:
+                backlog.popleft()
+            self.published += len(chunk)
+
+    def run(self, duration: float | None = None, stop_event: threading.Event | None = None) -> dict:
+        """Publish until ``duration`` real seconds pass or ``stop_event`` is set. Returns counts."""
+        stop_event = stop_event or threading.Event()
+        gen = self.generator = self.make_generator()
+        started = time.monotonic()
+        backlog: deque = deque()
+        backoff = 0.5
+        log.info("simulator started", extra={"rate": self.rate, "speed": self.speed, "seed": self.seed,
+                                             "tag": gen.tag, "walkers": len(gen.walkers),
+                                             "vehicles": len(gen.vehicles)})
+        while not stop_event.is_set():
+            if duration is not None and time.monotonic() - started >= duration:
+                break
+            backlog.extend(gen.advance(self.clock()))
+            try:
+                self._flush(backlog)
+                backoff = 0.5
+            except redis.RedisError as exc:
+                if len(backlog) > 200_000:  # a long outage: shed the oldest position pings, say so
+                    kept = deque(m for m in backlog if m.type != "position")
+                    self.dropped += len(backlog) - len(kept)
+                    backlog = kept
+                log.warning("simulator: redis unavailable, holding messages",
+                            extra={"error": str(exc), "held": len(backlog), "retry_s": backoff})
+                stop_event.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            nxt = gen.next_time()
+            wait = 0.5 if nxt is None else (nxt - self.clock()).total_seconds()
+            if duration is not None:
+                wait = min(wait, duration - (time.monotonic() - started))
+            wait = min(max(wait, self.tick_s), 0.5)
+            if wait > 0:
+                stop_event.wait(wait)
+        try:
+            self._flush(backlog)
+        except redis.RedisError:
+            log.warning("simulator stopped with unsent messages", extra={"held": len(backlog)})
+        finally:
+            if self._own_redis:
+                self.redis.close()
+        stats = {"published": self.published, "dropped": self.dropped, **dict(gen.counts)}
+        log.info("simulator stopped", extra=stats)
+        return stats
+
+
+def start_in_thread(services, stop_event: threading.Event) -> threading.Thread:
+    """The demo simulator as a daemon thread (dashboard.server)."""
+    s = services.settings
+
+    def target():
+        while not stop_event.is_set():
+            try:
+                Simulator(services, s.sim_rate, s.sim_speed, s.demo_seed).run(stop_event=stop_event)
+                return
+            except NoDistrict as exc:
+                log.warning("simulator waiting for a district", extra={"error": str(exc)})
+                stop_event.wait(5)
+            except Exception:  # noqa: BLE001 - the demo feed must not take the server down
+                log.exception("simulator failed; restarting in 5 s")
+                stop_event.wait(5)
+
+    thread = threading.Thread(target=target, name="simulator", daemon=True)
+    thread.start()
+    return thread
+
+
+def cli_simulate(settings, rate: float | None = None, speed: float | None = None, seed: int | None = None,
+                 duration: float | None = None) -> int:
+    from ..cli import CliError
+    from ..services import Services
+
+    if rate is not None and rate <= 0:
+        raise CliError("--rate must be positive")
+    if speed is not None and speed <= 0:
+        raise CliError("--speed must be positive")
+    services = Services.open(settings)
+    stop = threading.Event()
+    try:
+        sim = Simulator(services, rate, speed, seed)
+        print(f"simulating · rate {sim.rate}/s at peak · speed ×{sim.speed} · seed {sim.seed} "
+              f"→ {services.redis_url} {STREAM}", flush=True)
+        try:
+            stats = sim.run(duration=duration, stop_event=stop)
+        except KeyboardInterrupt:
+            stop.set()
+            stats = {"published": sim.published}
+        print(" ".join(f"{k}={v}" for k, v in stats.items()), flush=True)
+    except NoDistrict as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        services.close()
+    return 0

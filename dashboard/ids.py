@@ -1,0 +1,52 @@
+"""Component ids, in one place (layouts and callbacks import them from here)."""
+
+URL = "url"
+PAGE = "page"
+
+# --- The wall and its map (layouts/wall.py, layouts/map.py) ---
+WALL = "wall"
+WALL_CONFIG = "wall-config"          # Store: what live.js needs (scope, crs, urls, labels)
+LIVE_TICK = "live-tick"              # Store: set from live.js (<= 1/s) when deltas arrive
+WALL_CLOCK = "wall-clock"
+FEED_STATUS = "feed-status"
+FEED_BANNER = "feed-banner"
+WALL_LEFT = "wall-left"              # slot for layouts.panels.panels_left
+WALL_RIGHT = "wall-right"            # slot for layouts.panels.panels_right
+WALL_FIGURES = "wall-figures"        # slot for layouts.panels.header_figures
+TICKER = "wall-ticker"
+MAP = "wall-map"
+MAP_LAYERS = "map-layers"
+MAP_GRIDS = "map-grids"
+MAP_COVERAGE = "map-coverage"
+MAP_COMMUNITIES = "map-communities"
+MAP_STREETS = "map-streets"
+MAP_EVENTS = "map-events"
+MAP_EVENTS_LIVE = "map-events-live"
+MAP_HAZARDS = "map-hazards"
+MAP_POSITIONS = "map-positions"
+MAP_HOUSES = "map-houses"
+MAP_KEYPOP = "map-keypop"
+MAP_VEHICLES = "map-vehicles"
+MAP_FACILITIES = "map-facilities"
+MAP_MEASURE = "map-measure"
+MAP_VALUES = "map-values"            # Store: per-grid measure arrays (grid-code order)
+MAP_LEGEND = "map-legend"
+MAP_BACK = "map-back"
+MAP_CRUMBS = "map-crumbs"
+MAP_INFO = "map-info"
+MAP_REFRESH = "map-refresh"          # Interval: overdue-ness moves with the clock
+MAP_INIT = "map-init"                # dummy output of the clientside start call
+MAP_SINKS = ("map-sink-values", "map-sink-back")  # outputs of clientside side effects
+
+# --- The wall's panels (layouts/panels.py, callbacks/panels.py) ---
+PANEL_HEADER = "panel-header"        # filled with layouts.panels.header_figures
+PANEL_UPDATED = "panel-updated"      # when the shown figures were computed
+PANEL_LEFT = "panel-left"            # column of layouts.panels.LEFT sections
+PANEL_RIGHT = "panel-right"          # column of layouts.panels.RIGHT sections
+PANEL_REFRESH = "panel-refresh"      # Interval: re-read as deadlines pass, with no event arriving
+PANEL_HASHES = "panel-hashes"        # Store: per panel, a hash of the data this page shows
+
+
+def panel(name: str) -> str:
+    """The section of one wall panel (layouts.panels.LEFT / RIGHT names), refilled on its own."""
+    return f"panel-{name}"

@@ -1,0 +1,532 @@
+"""KPI functions: the one set of figures the wall, the panels and the briefings share.
+
+Definitions are written down in docs/kpi.md; keep the two in step.
+
+Conventions:
+- every function takes a ``scope`` region code and filters on the server with
+  ``in_scope`` on the row's region column; ``None``/"" means everything;
+- times are aware datetimes; the store keeps UTC. Local days are computed in
+  the jurisdiction's time zone (``tz``: a name such as "Asia/Shanghai" or a
+  ``ZoneInfo``) and converted to UTC bounds, so days are right across DST too;
+- a period is half-open, ``[start, end)``, so weeks and days tile without overlap;
+- counting happens in SQL (COUNT/SUM ... GROUP BY), never in Python loops over
+  rows, so a city (6,000 grids, 50,000 open events) costs a few indexed scans;
+- results are plain dicts/lists of str/int/float/None (JSON-serialisable).
+
+Grouping by street/community uses ``substr(grid_code, 1, width)`` on the fixed
+width codes. The width is written into the SQL as a literal: PostgreSQL
+rejects ``GROUP BY substr(col, $1, $2)`` when the select list binds its own
+copies of the same parameters.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from typing import Iterable
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, case, distinct, func, literal_column, or_, select
+from sqlalchemy.engine import Connection, Engine
+
+from .domain import CATEGORIES, CODE_WIDTH, EVENT_LEVELS, OPEN_STATES, SOURCES
+from .store.schema import (
+    KEY_POPULATION_COLUMNS, event, hazard, house, patrol, position, region, resident_summary, staff,
+)
+from .store.scope import in_scope
+
+# How recent a position ping must be for its worker or vehicle to count as out now.
+ONLINE_WINDOW = timedelta(minutes=15)
+# 三零 communities are judged over this many local days, today included.
+SANLING_DAYS = 30
+# Events per 1,000 residents on the map: events reported over this many local days.
+PER_1000_DAYS = 30
+SATISFIED_MIN = 4  # satisfaction 1..5; 4 and 5 count as satisfied
+
+_WIDTHS = sorted(CODE_WIDTH.values())  # 6, 9, 12, 15, 18
+_LEVEL_OF_WIDTH = {w: lv for lv, w in CODE_WIDTH.items()}
+
+
+# --- time -------------------------------------------------------------------
+
+def zone(tz: str | tzinfo | None) -> tzinfo:
+    if tz is None:
+        return ZoneInfo("Asia/Shanghai")
+    return ZoneInfo(tz) if isinstance(tz, str) else tz
+
+
+def _aware(now: datetime) -> datetime:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be an aware datetime (e.g. datetime.now(timezone.utc))")
+    return now
+
+
+def local_date(now: datetime, tz) -> date:
+    return _aware(now).astimezone(zone(tz)).date()
+
+
+def day_start(d: date, tz) -> datetime:
+    """UTC instant of local midnight starting day ``d``."""
+    return datetime.combine(d, time(0), tzinfo=zone(tz)).astimezone(timezone.utc)
+
+
+def day_bounds(now: datetime, tz, days_back: int = 0) -> tuple[datetime, datetime]:
+    """[start, end) in UTC of the local day ``days_back`` days before today."""
+    d = local_date(now, tz) - timedelta(days=days_back)
+    return day_start(d, tz), day_start(d + timedelta(days=1), tz)
+
+
+def days_bounds(now: datetime, tz, days: int) -> tuple[datetime, datetime]:
+    """[start, end) in UTC covering the last ``days`` local days, today included."""
+    d = local_date(now, tz)
+    return day_start(d - timedelta(days=days - 1), tz), day_start(d + timedelta(days=1), tz)
+
+
+def week_bounds(now: datetime, tz, weeks_back: int = 0) -> tuple[datetime, datetime]:
+    """[start, end) in UTC of the local Monday-to-Sunday week (0 = this week)."""
+    d = local_date(now, tz)
+    monday = d - timedelta(days=d.weekday() + 7 * weeks_back)
+    return day_start(monday, tz), day_start(monday + timedelta(days=7), tz)
+
+
+# --- helpers ----------------------------------------------------------------
+
+class _Bind:
+    """Accept an Engine or a Connection; open a connection only when given an engine."""
+
+    def __init__(self, bind: Engine | Connection):
+        self.bind = bind
+        self.conn = None
+
+    def __enter__(self) -> Connection:
+        if isinstance(self.bind, Engine):
+            self.conn = self.bind.connect()
+            return self.conn
+        return self.bind
+
+    def __exit__(self, *exc):
+        if self.conn is not None:
+            self.conn.close()
+        return False
+
+
+def _prefix(column, width: int):
+    return func.substr(column, literal_column("1"), literal_column(str(int(width))))
+
+
+def _count_if(cond):
+    return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+
+
+def _rate(num: int, den: int) -> dict:
+    return {"num": int(num), "den": int(den), "rate": (num / den) if den else None}
+
+
+def child_width(scope: str | None) -> int:
+    """Width of the codes one level below ``scope``; the whole store ranks streets."""
+    n = len(scope or "")
+    if n < CODE_WIDTH["district"]:
+        return CODE_WIDTH["street"]
+    for w in _WIDTHS:
+        if w > n:
+            return w
+    return n
+
+
+def _in_period(column, start: datetime, end: datetime):
+    return and_(column >= start, column < end)
+
+
+_OPEN = event.c.state.in_(OPEN_STATES)
+
+
+# --- events: flow over a period and the open stock now ----------------------
+
+def flow_counts(bind, scope: str | None, start: datetime, end: datetime) -> dict:
+    """Events reported / registered / closed in [start, end)."""
+    with _Bind(bind) as conn:
+        reported = conn.execute(select(func.count()).select_from(event).where(
+            in_scope(event.c.grid_code, scope), _in_period(event.c.reported_at, start, end))).scalar_one()
+        registered = conn.execute(select(func.count()).select_from(event).where(
+            in_scope(event.c.grid_code, scope), _in_period(event.c.registered_at, start, end))).scalar_one()
+        closed = conn.execute(select(func.count()).select_from(event).where(
+            in_scope(event.c.grid_code, scope), _in_period(event.c.closed_at, start, end))).scalar_one()
+    return {"reported": int(reported), "registered": int(registered), "closed": int(closed)}
+
+
+def open_grid_stats(bind, scope: str | None, now: datetime) -> list[tuple[str, int, int, int]]:
+    """(grid_code, level, open, overdue) for open events now: one scan of the open
+    events that open_counts, ranking and grid_measures can all fold (grouped rows:
+    at most grids × 3)."""
+    now = _aware(now)
+    unit = _prefix(event.c.grid_code, CODE_WIDTH["grid"]).label("u")
+    stmt = (select(unit, event.c.level, func.count(), _count_if(event.c.deadline_at < now))
+            .where(_OPEN, in_scope(event.c.grid_code, scope)).group_by(unit, event.c.level))
+    with _Bind(bind) as conn:
+        return [(u, int(lv), int(n), int(o)) for u, lv, n, o in conn.execute(stmt).all()]
+
+
+def open_counts(bind, scope: str | None, now: datetime, stats: list | None = None) -> dict:
+    """Open events now, overdue ones (deadline passed), and open by level."""
+    if stats is None:
+        stats = open_grid_stats(bind, scope, now)
+    by_level = {str(k): 0 for k in EVENT_LEVELS}
+    for _, lv, n, _ in stats:
+        by_level[str(lv)] = by_level.get(str(lv), 0) + n
+    return {"open": sum(r[2] for r in stats), "overdue": sum(r[3] for r in stats), "open_by_level": by_level}
+
+
+def _fold(stats: list, width: int) -> dict[str, tuple[int, int]]:
+    out: dict[str, list[int]] = {}
+    for g, _, n, o in stats:
+        acc = out.setdefault(g[:width], [0, 0])
+        acc[0] += n
+        acc[1] += o
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def rates(bind, scope: str | None, start: datetime, end: datetime) -> dict:
+    """The five rates over [start, end); each as {"num", "den", "rate"} (rate None when den is 0).
+
+    response_rate   events reported in the period that were responded to before its end
+    closure_rate    events reported in the period that were closed before its end
+    on_time_rate    events closed in the period with closed_at <= deadline_at (no deadline: on time)
+    rework_rate     events closed in the period that had been reopened at least once
+    satisfaction_rate  events closed in the period and evaluated with satisfaction >= 4,
+                    over those closed in the period and evaluated
+    """
+    scoped = in_scope(event.c.grid_code, scope)
+    by_report = select(
+        func.count(),
+        _count_if(and_(event.c.responded_at.is_not(None), event.c.responded_at < end)),
+        _count_if(and_(event.c.closed_at.is_not(None), event.c.closed_at < end)),
+    ).where(scoped, _in_period(event.c.reported_at, start, end))
+    by_close = select(
+        func.count(),
+        _count_if(or_(event.c.deadline_at.is_(None), event.c.closed_at <= event.c.deadline_at)),
+        _count_if(event.c.reopened > 0),
+        _count_if(event.c.satisfaction.is_not(None)),
+        _count_if(event.c.satisfaction >= SATISFIED_MIN),
+    ).where(scoped, _in_period(event.c.closed_at, start, end))
+    with _Bind(bind) as conn:
+        reported, responded, closed_of_reported = conn.execute(by_report).one()
+        closed, on_time, reworked, evaluated, satisfied = conn.execute(by_close).one()
+    return {
+        "response_rate": _rate(responded, reported),
+        "closure_rate": _rate(closed_of_reported, reported),
+        "on_time_rate": _rate(on_time, closed),
+        "rework_rate": _rate(reworked, closed),
+        "satisfaction_rate": _rate(satisfied, evaluated),
+    }
+
+
+_BREAKDOWN = {"level": event.c.level, "category": event.c.category, "source": event.c.source}
+
+
+def events_by(bind, scope: str | None, start: datetime, end: datetime, field: str) -> list[dict]:
+    """Events reported in [start, end) per level, category or source: [{"key", "count"}].
+
+    Every known key is listed (zero when none) so charts keep their bars in
+    place; unknown keys found in the data are appended, never dropped.
+    """
+    col = _BREAKDOWN.get(field)
+    if col is None:
+        raise ValueError(f"events_by: field must be one of {sorted(_BREAKDOWN)}, not {field!r}")
+    stmt = (select(col, func.count()).where(in_scope(event.c.grid_code, scope),
+                                            _in_period(event.c.reported_at, start, end)).group_by(col))
+    with _Bind(bind) as conn:
+        counts = {str(k): int(n) for k, n in conn.execute(stmt).all()}
+    known = {"level": [str(k) for k in EVENT_LEVELS], "category": list(CATEGORIES),
+             "source": list(SOURCES)}[field]
+    out = [{"key": k, "count": counts.pop(k, 0)} for k in known]
+    out += [{"key": k, "count": n} for k, n in sorted(counts.items())]
+    if field != "level":
+        out.sort(key=lambda r: -r["count"])  # stable: ties keep the vocabulary's order
+    return out
+
+
+def daily_trend(bind, scope: str | None, now: datetime, tz, days: int) -> list[dict]:
+    """Reported and closed per local day over the last ``days`` days, oldest first:
+    [{"day": "YYYY-MM-DD", "reported": n, "closed": n}]."""
+    if days < 1:
+        raise ValueError("daily_trend: days must be at least 1")
+    today = local_date(now, tz)
+    dates = [today - timedelta(days=days - 1 - i) for i in range(days)]
+    bounds = [day_start(d, tz) for d in dates] + [day_start(today + timedelta(days=1), tz)]
+    out = [{"day": d.isoformat(), "reported": 0, "closed": 0} for d in dates]
+    with _Bind(bind) as conn:
+        for key, col in (("reported", event.c.reported_at), ("closed", event.c.closed_at)):
+            # One CASE picks the day index; the inner select keeps its bound
+            # parameters out of GROUP BY (PostgreSQL would not match them up).
+            day_ix = case(*[(col < bounds[i + 1], i) for i in range(days)], else_=days).label("d")
+            inner = select(day_ix).where(in_scope(event.c.grid_code, scope),
+                                         col >= bounds[0], col < bounds[-1]).subquery()
+            for i, n in conn.execute(select(inner.c.d, func.count()).group_by(inner.c.d)).all():
+                if 0 <= int(i) < days:
+                    out[int(i)][key] = int(n)
+    return out
+
+
+# --- places: ranking, 三零 communities, grid measures -------------------------
+
+def _units(conn, scope: str | None, width: int) -> list[dict]:
+    level = _LEVEL_OF_WIDTH.get(width)
+    stmt = (select(region.c.code, region.c.name).where(in_scope(region.c.code, scope), region.c.level == level)
+            .order_by(region.c.code))
+    return [dict(r) for r in conn.execute(stmt).mappings().all()]
+
+
+def ranking_closed(bind, scope: str | None, start: datetime, end: datetime) -> dict:
+    """The slow-moving half of the ranking: units one level below the scope, and
+    per unit the events closed in [start, end) and how many on time."""
+    width = child_width(scope)
+    unit = _prefix(event.c.grid_code, width).label("u")
+    closed_stmt = (select(unit, func.count(),
+                          _count_if(or_(event.c.deadline_at.is_(None), event.c.closed_at <= event.c.deadline_at)))
+                   .where(in_scope(event.c.grid_code, scope), _in_period(event.c.closed_at, start, end))
+                   .group_by(unit))
+    with _Bind(bind) as conn:
+        units = _units(conn, scope, width)
+        closed = {u: (int(n), int(t)) for u, n, t in conn.execute(closed_stmt).all()}
+    return {"width": width, "units": units, "closed": closed}
+
+
+def rank_units(closed_part: dict, stats: list) -> list[dict]:
+    opened = _fold(stats, closed_part["width"])
+    rows = []
+    for u in closed_part["units"]:
+        n_open, n_over = opened.get(u["code"], (0, 0))
+        n_closed, n_on_time = closed_part["closed"].get(u["code"], (0, 0))
+        rows.append({"code": u["code"], "name": u["name"], "open": n_open, "overdue": n_over,
+                     "closed": n_closed, "on_time": n_on_time,
+                     "on_time_rate": (n_on_time / n_closed) if n_closed else None})
+    rows.sort(key=lambda r: (-r["overdue"], -r["open"],
+                             r["on_time_rate"] if r["on_time_rate"] is not None else 2.0, r["code"]))
+    for i, r in enumerate(rows, 1):
+        r["rank"] = i
+    return rows
+
+
+def ranking(bind, scope: str | None, now: datetime, start: datetime, end: datetime) -> list[dict]:
+    """One row per unit one level below the scope (streets of a district, communities
+    of a street, grids of a community): open and overdue now, on-time closure rate
+    of events closed in [start, end). Sorted worst first: most overdue, then most
+    open, then lowest on-time rate, then code."""
+    with _Bind(bind) as conn:
+        return rank_units(ranking_closed(conn, scope, start, end), open_grid_stats(conn, scope, now))
+
+
+# Proxies for 三零 (documented in docs/kpi.md): the store has no petition,
+# accident or crime registers, only events.
+SANLING_RULES = {
+    "petitions": event.c.category == "petition",
+    "accidents": and_(event.c.category == "safety", or_(event.c.level == 1, event.c.urgent.is_(True))),
+    "criminal": and_(event.c.category == "order", event.c.subcategory == "security", event.c.level == 1),
+}
+
+
+def sanling(bind, scope: str | None, start: datetime, end: datetime) -> dict:
+    """三零 communities over [start, end): zero petitions, zero safety accidents,
+    zero criminal cases. {"zero": X, "total": N, "communities": [...]}, the
+    communities with any count first."""
+    width = CODE_WIDTH["community"]
+    unit = _prefix(event.c.grid_code, width).label("u")
+    any_rule = or_(*SANLING_RULES.values())
+    stmt = (select(unit, *[_count_if(rule) for rule in SANLING_RULES.values()])
+            .where(in_scope(event.c.grid_code, scope), _in_period(event.c.reported_at, start, end), any_rule)
+            .group_by(unit))
+    with _Bind(bind) as conn:
+        if scope and len(scope) > width:  # a grid's wall: its own community, counted on the grid only
+            units = [dict(r) for r in conn.execute(select(region.c.code, region.c.name)
+                                                   .where(region.c.code == scope[:width])).mappings()]
+        else:
+            units = _units(conn, scope, width)
+        counts = {row[0]: [int(v) for v in row[1:]] for row in conn.execute(stmt).all()}
+    rows = []
+    for u in units:
+        c = counts.get(u["code"], [0] * len(SANLING_RULES))
+        r = {"code": u["code"], "name": u["name"], **dict(zip(SANLING_RULES, c))}
+        r["zero"] = not any(c)
+        rows.append(r)
+    rows.sort(key=lambda r: (r["zero"], -(r["petitions"] + r["accidents"] + r["criminal"]), r["code"]))
+    return {"zero": sum(r["zero"] for r in rows), "total": len(rows), "communities": rows}
+
+
+def grid_measures(bind, scope: str | None, now: datetime, tz, stats: list | None = None) -> dict[str, dict]:
+    """Per grid in scope, for the map's choropleth:
+    {grid_code: {"open", "overdue", "per_1000", "hazards"}}; per_1000 is events
+    reported over the last PER_1000_DAYS local days per 1,000 residents (None
+    when the grid has no residents on record)."""
+    now = _aware(now)
+    width = CODE_WIDTH["grid"]
+    start, end = days_bounds(now, tz, PER_1000_DAYS)
+    ev_unit = _prefix(event.c.grid_code, width).label("u")
+    hz_unit = _prefix(hazard.c.grid_code, width).label("u")
+    with _Bind(bind) as conn:
+        grids = conn.execute(select(region.c.code, region.c.population).where(
+            in_scope(region.c.code, scope), region.c.level == "grid")).all()
+        opened = _fold(stats if stats is not None else open_grid_stats(conn, scope, now), width)
+        recent = dict(conn.execute(
+            select(ev_unit, func.count()).where(in_scope(event.c.grid_code, scope),
+                                                _in_period(event.c.reported_at, start, end))
+            .group_by(ev_unit)).all())
+        hazards = dict(conn.execute(
+            select(hz_unit, func.count()).where(hazard.c.state == "open", in_scope(hazard.c.grid_code, scope))
+            .group_by(hz_unit)).all())
+    out = {}
+    for code, population in grids:
+        n_open, n_over = opened.get(code, (0, 0))
+        n_recent = int(recent.get(code, 0))
+        out[code] = {"open": n_open, "overdue": n_over, "hazards": int(hazards.get(code, 0)),
+                     "per_1000": round(n_recent * 1000.0 / population, 2) if population else None}
+    return out
+
+
+# --- people and things --------------------------------------------------------
+
+def staff_on_duty(bind, scope: str | None, now: datetime) -> dict:
+    """Rostered on duty (staff.on_duty) by role, and workers/vehicles whose position
+    was pinged in the last 15 minutes."""
+    now = _aware(now)
+    with _Bind(bind) as conn:
+        by_role = {r: int(n) for r, n in conn.execute(
+            select(staff.c.role, func.count()).where(staff.c.on_duty.is_(True), in_scope(staff.c.region_code, scope))
+            .group_by(staff.c.role)).all()}
+        online = {k: int(n) for k, n in conn.execute(
+            select(position.c.actor_kind, func.count()).where(
+                in_scope(position.c.grid_code, scope), position.c.at >= now - ONLINE_WINDOW, position.c.at <= now)
+            .group_by(position.c.actor_kind)).all()}
+    return {"on_duty": sum(by_role.values()), "on_duty_by_role": by_role,
+            "online_staff": online.get("staff", 0), "online_vehicles": online.get("vehicle", 0)}
+
+
+def patrols(bind, scope: str | None, start: datetime, end: datetime) -> dict:
+    """Patrol check-ins in [start, end), the grids they covered, and coverage
+    (grids with at least one check-in / grids in scope)."""
+    width = CODE_WIDTH["grid"]
+    with _Bind(bind) as conn:
+        done, grids_done, issues = conn.execute(
+            select(func.count(), func.count(distinct(_prefix(patrol.c.grid_code, width))),
+                   func.coalesce(func.sum(patrol.c.issues), 0))
+            .where(in_scope(patrol.c.grid_code, scope), _in_period(patrol.c.at, start, end))).one()
+        total = conn.execute(select(func.count()).select_from(region).where(
+            in_scope(region.c.code, scope), region.c.level == "grid")).scalar_one()
+    return {"patrols": int(done), "grids_patrolled": int(grids_done), "grids_total": int(total),
+            "issues": int(issues), "coverage": _rate(grids_done, total)["rate"]}
+
+
+def hazard_counts(bind, scope: str | None, now: datetime, start: datetime, end: datetime) -> dict:
+    """Hazards open now, overdue now (open past their deadline), found and
+    rectified in [start, end), open by kind."""
+    now = _aware(now)
+    scoped = in_scope(hazard.c.grid_code, scope)
+    with _Bind(bind) as conn:
+        by_kind = conn.execute(
+            select(hazard.c.kind, func.count(), _count_if(hazard.c.deadline_at < now))
+            .where(scoped, hazard.c.state == "open").group_by(hazard.c.kind)).all()
+        found, rectified = conn.execute(select(
+            _count_if(_in_period(hazard.c.found_at, start, end)),
+            _count_if(_in_period(hazard.c.rectified_at, start, end)),
+        ).where(scoped, or_(_in_period(hazard.c.found_at, start, end),
+                            _in_period(hazard.c.rectified_at, start, end)))).one()
+    return {"open": sum(int(n) for _, n, _ in by_kind), "overdue": sum(int(o) for _, _, o in by_kind),
+            "found": int(found), "rectified": int(rectified),
+            "open_by_kind": {k: int(n) for k, n, _ in sorted(by_kind, key=lambda r: -r[1])}}
+
+
+def population(bind, scope: str | None) -> dict:
+    """Counts only (never names): residents, households, registered/floating and
+    each key-population class, summed from resident_summary."""
+    cols = ("population", "households", "registered", "floating") + KEY_POPULATION_COLUMNS
+    stmt = select(*[func.coalesce(func.sum(resident_summary.c[c]), 0) for c in cols]).where(
+        in_scope(resident_summary.c.grid_code, scope))
+    with _Bind(bind) as conn:
+        values = [int(v) for v in conn.execute(stmt).one()]
+    out = dict(zip(cols, values))
+    out["key_population"] = {c: out.pop(c) for c in KEY_POPULATION_COLUMNS}
+    out["key_total"] = sum(out["key_population"].values())
+    return out
+
+
+def houses(bind, scope: str | None) -> dict:
+    """Houses per use (residential, rental, vacant, shop) and their total."""
+    stmt = select(house.c.use, func.count()).where(in_scope(house.c.grid_code, scope)).group_by(house.c.use)
+    with _Bind(bind) as conn:
+        by_use = {u: int(n) for u, n in conn.execute(stmt).all()}
+    return {"total": sum(by_use.values()), "rental": by_use.get("rental", 0),
+            "vacant": by_use.get("vacant", 0), "by_use": by_use}
+
+
+# --- bundles --------------------------------------------------------------------
+
+def period_summary(bind, scope: str | None, start: datetime, end: datetime) -> dict:
+    """Flow, rates and breakdowns of one period: what a briefing compares week on week."""
+    with _Bind(bind) as conn:
+        return {"start": start.isoformat(), "end": end.isoformat(),
+                **flow_counts(conn, scope, start, end),
+                "rates": rates(conn, scope, start, end),
+                "by_level": events_by(conn, scope, start, end, "level"),
+                "by_category": events_by(conn, scope, start, end, "category"),
+                "by_source": events_by(conn, scope, start, end, "source")}
+
+
+def slow_figures(bind, scope: str | None, now: datetime, tz) -> dict:
+    """The parts of the wall that move slowly (30-day windows, population, houses);
+    a caller may reuse them for a while (``wall_figures(..., slow=...)``) — the
+    key ``day`` says which local day they were computed on."""
+    now = _aware(now)
+    s0, s1 = days_bounds(now, tz, SANLING_DAYS)  # also the ranking's window: a day is too few closures
+    with _Bind(bind) as conn:
+        return {
+            "day": local_date(now, tz).isoformat(), "scope": scope or None,
+            "trend30": daily_trend(conn, scope, now, tz, 30),
+            "ranking_closed": ranking_closed(conn, scope, s0, s1),
+            "sanling": {**sanling(conn, scope, s0, s1), "days": SANLING_DAYS},
+            "population": population(conn, scope),
+            "houses": houses(conn, scope),
+        }
+
+
+def wall_figures(bind, scope: str | None, now: datetime, tz, slow: dict | None = None) -> dict:
+    """Everything the wall's panels show, in one read-only pass.
+
+    "today" is the jurisdiction's local day containing ``now``; the ranking's
+    on-time rate and the 三零 communities look at the last 30 local days.
+    ``slow``: a ``slow_figures`` result to reuse; ignored when it is from
+    another day or scope. Today's point of the trends is always live.
+    """
+    now = _aware(now)
+    scope = scope or None
+    t0, t1 = day_bounds(now, tz)
+    with _Bind(bind) as conn:
+        if not slow or slow.get("day") != local_date(now, tz).isoformat() or slow.get("scope") != scope:
+            slow = slow_figures(conn, scope, now, tz)
+        flow = flow_counts(conn, scope, t0, t1)
+        stats = open_grid_stats(conn, scope, now)
+        trend30 = [dict(d) for d in slow["trend30"]]
+        trend30[-1].update(reported=flow["reported"], closed=flow["closed"])  # same definitions
+        return {
+            "scope": scope, "now": now.astimezone(timezone.utc).isoformat(),
+            "tz": str(getattr(zone(tz), "key", tz)), "day": local_date(now, tz).isoformat(),
+            "today": {**flow, **open_counts(conn, scope, now, stats)},
+            "rates": rates(conn, scope, t0, t1),
+            "by_level": events_by(conn, scope, t0, t1, "level"),
+            "by_category": events_by(conn, scope, t0, t1, "category"),
+            "by_source": events_by(conn, scope, t0, t1, "source"),
+            "trend7": trend30[-7:], "trend30": trend30,
+            "ranking": rank_units(slow["ranking_closed"], stats),
+            "ranking_days": SANLING_DAYS,
+            "ranking_level": _LEVEL_OF_WIDTH.get(child_width(scope), "grid"),
+            "sanling": slow["sanling"],
+            "staff": staff_on_duty(conn, scope, now),
+            "patrols": patrols(conn, scope, t0, t1),
+            "hazards": hazard_counts(conn, scope, now, t0, t1),
+            "population": slow["population"],
+            "houses": slow["houses"],
+        }
+
+
+__all__: Iterable[str] = (
+    "zone", "local_date", "day_start", "day_bounds", "days_bounds", "week_bounds", "child_width",
+    "flow_counts", "open_grid_stats", "open_counts", "rates", "ranking_closed", "rank_units", "slow_figures", "events_by", "daily_trend", "ranking", "sanling",
+    "grid_measures", "staff_on_duty", "patrols", "hazard_counts", "population", "houses",
+    "period_summary", "wall_figures",
+)

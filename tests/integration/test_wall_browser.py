@@ -1,0 +1,380 @@
+"""The wall in headless Chromium: the real app (create_app on the test stack) with a small synthetic city."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+
+import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+
+from dashboard import synthetic_city as sc
+from dashboard.app import create_app
+from dashboard.geo.coords import wgs84_to_gcj02
+from tests.integration.wallkit import AppProcess, AppServer, chrome, network_bodies, severe_logs, wait_for
+
+pytestmark = pytest.mark.browser
+
+STREET = "370202002"
+LAYERS_DRAWN = "window.wallReady && document.querySelectorAll('.ev, .evc').length > 0"
+
+
+class City:
+    def __init__(self, svc, rows, events, hazards, positions):
+        self.svc, self.rows, self.events, self.hazards, self.positions = svc, rows, events, hazards, positions
+
+    def grids(self, prefix: str = "") -> list[str]:
+        return sorted(r.code for r in self.rows if r.level == "grid" and r.code.startswith(prefix))
+
+
+def build_city(svc) -> City:
+    rows = sc.city_regions(streets=3, communities=2, grids=4)
+    sc.insert_regions(svc.engine, rows)
+    events = sc.insert_events(svc.engine, rows, 150, open_share=0.8)
+    hazards = sc.insert_hazards(svc.engine, rows, 9)
+    positions = sc.insert_positions(svc.engine, rows, 12)
+    sc.insert_patrols(svc.engine, [r.code for r in rows if r.level == "grid"][:4])
+    sc.insert_assets(svc.engine, rows, 90)
+    return City(svc, rows, events, hazards, positions)
+
+
+@pytest.fixture
+def city(stack, make_services):
+    svc = make_services(*stack)
+    return build_city(svc)
+
+
+@pytest.fixture
+def server(city):
+    app = create_app(city.svc.settings, city.svc)
+    with AppServer(app) as srv:
+        yield srv
+
+
+@pytest.fixture
+def browser():
+    drivers = []
+
+    def _open(width=1920, height=1080):
+        d = chrome(width, height)
+        drivers.append(d)
+        return d
+    yield _open
+    for d in drivers:
+        d.quit()
+
+
+def open_wall(driver, url):
+    driver.get(url)
+    wait_for(driver, LAYERS_DRAWN, 30)
+
+
+def no_scrollbars(driver):
+    return driver.execute_script(
+        "const d = document.documentElement;"
+        "return [d.scrollHeight, innerHeight, d.scrollWidth, innerWidth, document.body.scrollHeight]")
+
+
+@pytest.mark.parametrize("size", [(1920, 1080), (3840, 2160)], ids=["1080p", "2160p"])
+def test_wall011_renders_every_panel_and_layer_without_scrollbars(city, server, browser, size):
+    d = browser(*size)
+    open_wall(d, server.url + "/wall")
+    assert d.find_element(By.CLASS_NAME, "wall-jurisdiction").text == "测试区"
+    wait_for(d, "document.getElementById('wall-clock').textContent.length > 8")
+    # feed health comes from the SSE ping
+    wait_for(d, "document.querySelector('#feed-status.feed-ok')", 10)
+    assert d.execute_script("return Object.keys(wallMap.grids).length") == len(city.grids())
+    assert d.execute_script("return Object.keys(wallMap.regions).length") == 3 + 6  # streets + communities
+    assert d.execute_script("return document.querySelectorAll('.hz').length") == len(city.hazards)
+    assert d.execute_script("return document.querySelectorAll('.pos').length") == len(city.positions)
+    shown_events = d.execute_script(
+        "return Array.from(document.querySelectorAll('.evc span')).reduce((a, s) => a + Number(s.textContent), 0)"
+        " + document.querySelectorAll('.ev').length")
+    assert shown_events == sum(e["state"] != "closed" for e in city.events)
+    assert len(d.find_elements(By.CSS_SELECTOR, "#wall-ticker li")) == 20
+    assert "在办事件" in d.find_element(By.ID, "map-legend").text
+    # panels (from layouts.panels) are filled by their callback
+    wait_for(d, "document.querySelector('#wall-left').innerText.trim().length > 10 && "
+                "document.querySelector('#wall-right').innerText.trim().length > 10", 20)
+    # every asset overlay is in the control, off at first, and loads when switched on
+    labels = d.execute_script(
+        "return Array.from(document.querySelectorAll('.leaflet-control-layers-overlays label')).map(l => l.textContent.trim())")
+    for name in ("网格", "今日巡查覆盖", "社区边界", "街道边界", "在办事件", "隐患整改", "在岗网格员与巡逻车",
+                 "出租/空置房屋", "重点人群(楼栋计数)", "车辆", "部件设施"):
+        assert name in labels
+    assert d.execute_script("return document.querySelectorAll('.as, .asc').length") == 0
+    d.execute_script("document.querySelector('.leaflet-control-layers').classList.add('leaflet-control-layers-expanded')")
+    for name in ("出租/空置房屋", "重点人群(楼栋计数)", "车辆", "部件设施"):
+        label = next(lb for lb in d.find_elements(By.CSS_SELECTOR, ".leaflet-control-layers-overlays label")
+                     if lb.text.strip() == name)
+        d.execute_script("arguments[0].click()", label.find_element(By.TAG_NAME, "input"))
+    layer_classes = ("asc-houses", "asc-keypop", "asc-vehicles", "asc-facilities")
+    wait_for(d, " && ".join(f"document.querySelector('.{c}, .{c[:2]}-{c[4:]}')" for c in layer_classes), 15)
+    h, ih, w, iw, bh = no_scrollbars(d)
+    assert h <= ih and w <= iw and bh <= ih, (h, ih, w, iw, bh)
+    assert severe_logs(d) == []
+
+
+def click_grid(d, code):
+    """Click a free spot (no marker on top) inside a grid polygon on the canvas map."""
+    point = d.execute_script("""
+        const layer = wallMap.grids[arguments[0]], map = wallMap.map;
+        const c = layer.getCenter(), ring = layer.getLatLngs()[0];
+        const box = map.getContainer().getBoundingClientRect();
+        for (const f of [0, 0.3, 0.55, 0.75]) for (const v of ring) {
+            const ll = L.latLng(c.lat + (v.lat - c.lat) * f, c.lng + (v.lng - c.lng) * f);
+            const p = map.latLngToContainerPoint(ll);
+            const hit = document.elementFromPoint(box.left + p.x, box.top + p.y);
+            if (hit && hit.tagName === 'CANVAS') return [p.x, p.y];
+        }
+        return null;""", code)
+    assert point, f"no free spot inside {code}"
+    el = d.find_element(By.ID, "wall-map")
+    # selenium 4.2 measures these offsets from the element's top-left corner
+    ActionChains(d).move_to_element_with_offset(el, round(point[0]), round(point[1])).click().perform()
+
+
+def test_wall012_drill_down_district_street_community_grid_and_back(city, server, browser):
+    d = browser()
+    open_wall(d, server.url + "/wall")
+    grid = city.grids(STREET)[5]
+    crumbs = "document.getElementById('map-crumbs').dataset.code"
+    assert d.execute_script(f"return {crumbs}") == "370202"
+    assert d.find_element(By.ID, "map-back").get_attribute("disabled")
+    steps = [grid[:9], grid[:12], grid]
+    for want in steps:
+        d.execute_script("wallMap.map.closePopup()")
+        click_grid(d, grid)
+        wait_for(d, f"{crumbs} === '{want}'", 5)
+        # the map shows the chosen region
+        inside = d.execute_script(
+            "const b = wallMap.boundsOf(arguments[0]); return wallMap.map.getBounds().pad(0.05).contains(b)", want)
+        assert inside
+    text = d.find_element(By.ID, "map-crumbs").text
+    assert "测试区" in text and "第2街道" in text and "2街" in text
+    assert grid in d.find_element(By.ID, "map-info").text
+    for want in (grid[:12], grid[:9], "370202"):
+        d.find_element(By.ID, "map-back").click()
+        wait_for(d, f"{crumbs} === '{want}'", 5)
+    assert d.find_element(By.ID, "map-back").get_attribute("disabled")
+    assert severe_logs(d) == []
+
+
+def test_wall013_scoped_wall_shows_nothing_outside_its_scope(city, server, browser):
+    d = browser()
+    d.execute_cdp_cmd("Network.enable", {})
+    open_wall(d, server.url + f"/wall?scope={STREET}")
+    wait_for(d, "document.querySelectorAll('.hz').length > 0 && document.querySelector('#wall-right').innerText.length > 10", 15)
+    assert d.find_element(By.CLASS_NAME, "wall-jurisdiction").text == "第2街道"
+    grids = d.execute_script("return Object.keys(wallMap.grids)")
+    assert sorted(grids) == city.grids(STREET)
+    hz = set(d.execute_script("return Array.from(document.querySelectorAll('.hz')).map(e => e.dataset.hz)"))
+    assert hz == {h["id"] for h in city.hazards if h["grid_code"].startswith(STREET)}
+    ticker = d.execute_script("return Array.from(document.querySelectorAll('#wall-ticker li')).map(e => e.dataset.ev)")
+    inside = {e["id"] for e in city.events if e["grid_code"].startswith(STREET)}
+    assert ticker and set(ticker) <= inside
+    # nothing from another street in any payload the page received
+    others = [r for r in city.rows if r.level in ("street", "community", "grid") and not r.code.startswith(STREET)]
+    outside_events = [e["id"] for e in city.events if not e["grid_code"].startswith(STREET)]
+    bodies = network_bodies(d, "/api/v1/") + network_bodies(d, "/_dash-update-component")
+    assert len(bodies) >= 5
+    for body in bodies:
+        for r in others:
+            assert r.code not in body and r.name not in body, (r.code, body[:200])
+        for eid in outside_events[:40]:
+            assert f'"{eid}"' not in body
+    assert severe_logs(d) == []
+
+
+@pytest.fixture
+def gcj_server(stack, make_services):
+    svc = make_services(*stack, tile_crs="gcj02")
+    c = build_city(svc)
+    with AppServer(create_app(svc.settings, svc)) as srv:
+        yield c, srv
+
+
+def marker_latlng(d, attr, ident):
+    return d.execute_script(
+        "let out = null; wallMap.map.eachLayer(l => { const e = l.getElement && l.getElement();"
+        f" if (e && e.dataset && e.dataset.{attr} === arguments[0]) {{ const p = l.getLatLng(); out = [p.lng, p.lat]; }} }});"
+        "return out", ident)
+
+
+def test_wall014_gcj02_mode_shifts_every_layer_consistently(gcj_server, browser):
+    city, srv = gcj_server
+    d = browser()
+    open_wall(d, srv.url + "/wall")
+    wait_for(d, f"document.querySelectorAll('.hz').length === {len(city.hazards)}", 10)
+    for h in city.hazards[:3]:
+        lon, lat = marker_latlng(d, "hz", h["id"])
+        glon, glat = wgs84_to_gcj02(h["lon"], h["lat"])
+        assert abs(lon - glon) < 2e-5 and abs(lat - glat) < 2e-5
+        assert abs(lon - h["lon"]) > 1e-4
+    ev = next(e for e in city.events if e["state"] != "closed")
+    glon, glat = wgs84_to_gcj02(ev["lon"], ev["lat"])
+    d.execute_script("wallMap.map.setView([arguments[1], arguments[0]], 19, {animate: false})", float(glon), float(glat))
+    wait_for(d, f"document.querySelector('[data-ev=\"{ev['id']}\"]')", 10)
+    lon, lat = marker_latlng(d, "ev", ev["id"])
+    assert abs(lon - glon) < 2e-5 and abs(lat - glat) < 2e-5
+    # grid polygons are shifted by the same transform
+    grid = next(r for r in city.rows if r.level == "grid")
+    ring = d.execute_script("return wallMap.grids[arguments[0]].getLatLngs()[0].map(p => [p.lng, p.lat])", grid.code)
+    import shapely
+    from shapely.geometry import Polygon
+    from dashboard.geo.coords import geometry_wgs84_to_gcj02
+    shifted = geometry_wgs84_to_gcj02(grid.geom)
+    drawn = Polygon(ring)
+    assert shapely.symmetric_difference(drawn, shifted).area < shifted.area * 0.01
+    # a live event (the feed speaks WGS-84) lands where the server would have put it
+    from dashboard.feed.publish import publish
+    c = grid.geom.representative_point()
+    wait_for(d, "document.querySelector('#feed-status.feed-ok')", 10)
+    publish(city.svc.redis, report("gcj-live", c.x, c.y, level=3, urgent=False))
+    consume(city.svc)
+    wait_for(d, "document.querySelector('.leaflet-marker-pane [data-ev=\"gcj-live\"]')", 10)
+    lon, lat = marker_latlng(d, "ev", "gcj-live")
+    glon, glat = wgs84_to_gcj02(c.x, c.y)
+    assert abs(lon - glon) < 1e-6 and abs(lat - glat) < 1e-6
+    assert severe_logs(d) == []
+
+
+def test_wall017_first_screen_renders_grids_in_chinese(city, server, browser):
+    d = browser()
+    open_wall(d, server.url + "/")
+    assert d.execute_script("return Object.keys(wallMap.grids).length") == len(city.grids())
+    paths = d.execute_script("return document.querySelectorAll('.leaflet-overlay-pane canvas').length")
+    assert paths >= 1
+    assert "网格化治理指挥中心" in d.find_element(By.CLASS_NAME, "wall-subtitle").text
+    assert severe_logs(d) == []
+
+
+def test_wall018_english_and_rotation_through_the_streets(city, server, browser):
+    d = browser()
+    open_wall(d, server.url + "/wall?lang=en&scope=370202001&rotate=3")
+    texts = d.execute_script("return [document.querySelector('.wall-ticker-title').textContent, "
+                             "document.getElementById('map-back').textContent]")
+    assert texts == ["Newest events", "Back"]
+    wait_for(d, "location.search.indexOf('scope=370202002') >= 0", 10)
+    wait_for(d, "document.querySelector('.wall-jurisdiction').textContent === '第2街道' && "
+                "Object.keys(wallMap.grids).length > 0 && Object.keys(wallMap.grids).every(c => c.startsWith('370202002'))", 15)
+    wait_for(d, "location.search.indexOf('scope=370202003') >= 0", 10)
+    assert severe_logs(d) == []
+
+
+# --- live: the stream reaches the page -----------------------------------------------------------
+
+def report(event_id: str, lon: float, lat: float, level: int = 1, urgent: bool = True, text: str = "燃气泄漏，需要立即处置"):
+    return {"type": "event.reported", "id": f"m-{event_id}", "event_id": event_id, "source": "whistle",
+            "occurred_at": datetime.now(timezone.utc).isoformat(), "location": {"lon": lon, "lat": lat},
+            "actor": {"kind": "resident"}, "category": "safety", "subcategory": "gas", "level": level,
+            "urgent": urgent, "description": text, "address": "测试路1号"}
+
+
+def consume(svc):
+    from dashboard.feed.consumer import Consumer
+
+    return Consumer(svc).run(burst=True)
+
+
+def kpi_value(d, key):
+    return d.execute_script(f"const e = document.querySelector('[data-kpi=\"{key}\"] .pn-value'); return e ? e.textContent : null")
+
+
+def test_wall015_stream_event_appears_on_map_counters_and_ticker(city, server, browser):
+    from dashboard.feed.publish import publish
+
+    d = browser()
+    open_wall(d, server.url + "/wall")
+    wait_for(d, "document.querySelector('#feed-status.feed-ok')", 10)
+    wait_for(d, "document.querySelector('[data-kpi=\"reported\"] .pn-value')", 15)
+    before = int(kpi_value(d, "reported").replace(",", ""))
+    grid = next(r for r in city.rows if r.level == "grid" and r.code.startswith(STREET))
+    c = grid.geom.representative_point()
+    d.execute_script("window.__marker = Date.now()")
+    publish(city.svc.redis, report("live-001", c.x, c.y))
+    consume(city.svc)
+    wait_for(d, "document.querySelector('#wall-ticker li[data-ev=\"live-001\"]')", 10)
+    wait_for(d, "document.querySelector('.leaflet-marker-pane [data-ev=\"live-001\"]')", 10)
+    li = d.find_element(By.CSS_SELECTOR, '#wall-ticker li[data-ev="live-001"]')
+    assert "燃气" in li.text and "tick-flash" in li.get_attribute("class")
+    # a level-1 report: the map flies to it
+    wait_for(d, "wallMap.map.getZoom() >= 16 && wallMap.map.getBounds().contains([arguments_lat, arguments_lon])"
+             .replace("arguments_lat", str(c.y)).replace("arguments_lon", str(c.x)), 10)
+    wait_for(d, f"document.querySelector('[data-kpi=\"reported\"] .pn-value').textContent.replace(',', '') == '{before + 1}'", 10)
+    assert d.execute_script("return window.__marker") is not None  # no reload happened
+    # closing it removes the marker without reloading the layer
+    publish(city.svc.redis, {"type": "event.step", "id": "m-live-001-close", "event_id": "live-001", "seq": 2,
+                             "step": "closed", "source": "system", "occurred_at": datetime.now(timezone.utc).isoformat(),
+                             "region_code": grid.code, "actor": {"kind": "operator"}})
+    consume(city.svc)
+    wait_for(d, "!document.querySelector('.leaflet-marker-pane [data-ev=\"live-001\"]')", 10)
+    assert d.execute_script("return window.__marker") is not None
+    assert severe_logs(d) == []
+
+
+def test_wall016_lost_feed_shows_banner_and_catches_up(city, browser, tmp_path):
+    from dashboard.feed.publish import publish
+
+    svc = city.svc
+    app = AppProcess(svc.settings.database_url, svc.redis_url, str(tmp_path / "var2")).start()
+    try:
+        d = browser()
+        open_wall(d, app.url + "/wall")
+        wait_for(d, "document.querySelector('#feed-status.feed-ok')", 10)
+        assert d.find_element(By.ID, "feed-banner").get_attribute("hidden")
+        app.stop()  # the server goes away with the open stream
+        t0 = time.time()
+        wait_for(d, "!document.getElementById('feed-banner').hidden", 8)
+        assert time.time() - t0 < 5.5  # "within 5 s", plus selenium's polling slack
+        assert "连接中断" in d.find_element(By.ID, "feed-banner").text
+        assert "feed-lost" in d.find_element(By.ID, "feed-status").get_attribute("class")
+        # reports keep arriving while the page is cut off ...
+        grid = next(r for r in city.rows if r.level == "grid")
+        c = grid.geom.representative_point()
+        publish(svc.redis, report("gap-001", c.x, c.y, level=3, urgent=False, text="断线期间上报"))
+        consume(svc)
+        assert not d.find_elements(By.CSS_SELECTOR, '#wall-ticker li[data-ev="gap-001"]')
+        # ... and when it is back, the page resumes from its last stream id: nothing is missed
+        app.start()
+        wait_for(d, "document.getElementById('feed-banner').hidden", 20)
+        wait_for(d, "document.querySelector('#wall-ticker li[data-ev=\"gap-001\"]')", 10)
+        wait_for(d, "!!wallLive.live.get('gap-001')", 5)
+        logs = [m for m in severe_logs(d) if "ERR_CONNECTION_REFUSED" not in m and "ERR_EMPTY_RESPONSE" not in m
+                and "ERR_INCOMPLETE_CHUNKED_ENCODING" not in m
+                and "Callback failed: the server did not respond" not in m]  # a callback in flight at the cut
+        assert logs == [], "\n".join(logs)
+    finally:
+        app.stop()
+
+
+def test_wall020_workers_move_and_patrols_mark_coverage_live(city, server, browser):
+    from dashboard.feed.publish import publish
+
+    d = browser()
+    open_wall(d, server.url + "/wall")
+    wait_for(d, f"document.querySelectorAll('.pos').length === {len(city.positions)}", 10)
+    wait_for(d, "document.querySelector('#feed-status.feed-ok')", 10)
+    worker = next(p for p in city.positions if p["actor_kind"] == "staff")
+    grid = next(r for r in city.rows if r.level == "grid" and r.code == worker["grid_code"])
+    unpatrolled = next(r for r in city.rows if r.level == "grid" and r.code not in city.grids()[:4])
+    target = grid.geom.representative_point()
+    now = datetime.now(timezone.utc).isoformat()
+    publish(city.svc.redis, {"type": "position", "id": "m-pos-1", "source": "grid_patrol", "occurred_at": now,
+                             "location": {"lon": target.x, "lat": target.y},
+                             "actor": {"kind": "staff", "id": worker["actor_id"]}})
+    u = unpatrolled.geom.representative_point()
+    publish(city.svc.redis, {"type": "patrol.checkin", "id": "m-pat-1", "source": "grid_patrol", "occurred_at": now,
+                             "location": {"lon": u.x, "lat": u.y}, "actor": {"kind": "staff", "id": "stf-x"},
+                             "checklist": {"elevator": "ok", "gas_pipe": "issue"}})
+    consume(city.svc)
+    wait_for(d, "(() => { const p = wallMap.positions[arguments_id].getLatLng();"
+                " return Math.abs(p.lng - arguments_x) < 1e-6 && Math.abs(p.lat - arguments_y) < 1e-6; })()"
+             .replace("arguments_id", repr(worker["actor_id"])).replace("arguments_x", str(target.x))
+             .replace("arguments_y", str(target.y)), 10)
+    # the same marker moved: no new marker was made for the worker
+    assert d.execute_script("return document.querySelectorAll('.pos').length") == len(city.positions)
+    wait_for(d, f"wallMap.values.patrolled[wallMap.gridIndex['{unpatrolled.code}']] === 1", 10)
+    dash = d.execute_script(f"return wallMap.grids['{unpatrolled.code}'].options.dashArray")
+    assert dash
+    assert severe_logs(d) == []

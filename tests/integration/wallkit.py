@@ -1,0 +1,161 @@
+"""Browser plumbing for the wall's tests and benches: the real app on a thread, headless Chromium."""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+from werkzeug.serving import make_server
+
+CHROME_ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+               "--hide-scrollbars=false", "--force-device-scale-factor=1")
+
+
+def free_port(start: int = 8071) -> int:
+    for port in range(start, start + 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port")
+
+
+class AppServer:
+    """create_app(...) served by werkzeug on a daemon thread (threaded: SSE needs its own threads)."""
+
+    def __init__(self, app, port: int | None = None, nodelay: bool = True):
+        self.port = port or free_port()
+        self.server = make_server("127.0.0.1", self.port, app.server, threaded=True)
+        if nodelay:
+            # Small SSE writes must not wait for Nagle's algorithm (up to ~40 ms per message).
+            import socket as _socket
+
+            accept = self.server.get_request
+
+            def get_request():
+                conn, addr = accept()
+                conn.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+                return conn, addr
+            self.server.get_request = get_request
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.thread.join(timeout=10)
+
+
+def chrome(width: int = 1920, height: int = 1080):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for a in CHROME_ARGS:
+        opts.add_argument(a)
+    opts.add_argument(f"--window-size={width},{height}")
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    # --window-size sets the outer window; make the viewport exactly width x height.
+    driver.set_window_size(width, height)
+    inner = driver.execute_script("return [window.innerWidth, window.innerHeight]")
+    if inner != [width, height]:
+        driver.set_window_size(width + (width - inner[0]), height + (height - inner[1]))
+    return driver
+
+
+def wait_for(driver, script: str, timeout: float = 15.0, interval: float = 0.1):
+    """Poll a JS expression until it is truthy; returns its value or raises with the last one."""
+    deadline = time.time() + timeout
+    value = None
+    while time.time() < deadline:
+        value = driver.execute_script("return " + script)
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {script!r} (last value {value!r})")
+
+
+def severe_logs(driver) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def network_bodies(driver, url_part: str) -> list[str]:
+    """Response bodies of requests whose URL contains url_part (Chrome DevTools, via the performance log)."""
+    out = []
+    for entry in driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg.get("method") != "Network.responseReceived":
+            continue
+        resp = msg["params"]["response"]
+        if url_part in resp["url"]:
+            try:
+                body = driver.execute_cdp_cmd("Network.getResponseBody", {"requestId": msg["params"]["requestId"]})
+                out.append(body.get("body", ""))
+            except Exception:  # noqa: BLE001 - a body evicted from the buffer is simply not checked
+                continue
+    return out
+
+
+SERVE_SNIPPET = """
+import sys
+from werkzeug.serving import make_server
+from dashboard.app import create_app
+from dashboard.settings import Settings
+s = Settings.from_env({}, database_url=sys.argv[1], redis_url=sys.argv[2], var_dir=sys.argv[4], demo=False)
+app = create_app(s)
+srv = make_server('127.0.0.1', int(sys.argv[3]), app.server, threaded=True)
+print('ready', flush=True)
+srv.serve_forever()
+"""
+
+
+class AppProcess:
+    """The app in its own process: killing it cuts every open connection, like a server going away."""
+
+    def __init__(self, database_url: str, redis_url: str, var_dir: str, port: int | None = None):
+        self.args = (database_url, redis_url, var_dir)
+        self.port = port or free_port(8120)
+        self.proc = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> "AppProcess":
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        root = Path(__file__).resolve().parents[2]
+        db, rd, var = self.args
+        self.proc = subprocess.Popen([sys.executable, "-c", SERVE_SNIPPET, db, rd, str(self.port), var],
+                                     cwd=root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()
+        if "ready" not in line:
+            self.stop()
+            raise RuntimeError("app process did not start")
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return self
+            time.sleep(0.1)
+        raise RuntimeError("app process does not listen")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None

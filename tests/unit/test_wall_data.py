@@ -1,0 +1,256 @@
+"""The wall's server side: scoped queries, the cached compressed geometry/points API, the page config."""
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+import shapely
+from sqlalchemy import select
+
+from dashboard import synthetic_city as sc
+from dashboard import wall_data
+from dashboard.app import create_app
+from dashboard.geo.coords import wgs84_to_gcj02
+from dashboard.store.schema import event, hazard, house, resident_summary
+
+STREET = "370202002"
+
+
+@pytest.fixture
+def city(stack, make_services):
+    svc = make_services(*stack)
+    rows = sc.city_regions(streets=3, communities=2, grids=4)
+    sc.insert_regions(svc.engine, rows)
+    events = sc.insert_events(svc.engine, rows, 120, open_share=0.75)
+    hazards = sc.insert_hazards(svc.engine, rows, 12)
+    sc.insert_positions(svc.engine, rows, 15)
+    sc.insert_assets(svc.engine, rows, 60)
+    app = create_app(svc.settings, svc)
+    return svc, rows, events, hazards, app.server.test_client()
+
+
+def decode(col: dict) -> list[dict]:
+    out = []
+    for i in range(col["n"]):
+        p = {k: (col["d"][k][v[i]] if k in col["d"] else v[i]) for k, v in col["c"].items()}
+        for k in col.get("tc", []):
+            p[k] = None if p[k] is None else col["t0"] + 60 * p[k]
+        p["lon"] = (col["x0"] + col["x"][i]) / col["q"]
+        p["lat"] = (col["y0"] + col["y"][i]) / col["q"]
+        out.append(p)
+    return out
+
+
+def get_json(client, url, **headers):
+    resp = client.get(url, headers=headers)
+    assert resp.status_code == 200, resp.data[:300]
+    body = resp.data
+    if resp.headers.get("Content-Encoding") == "gzip":
+        body = gzip.decompress(body)
+    elif resp.headers.get("Content-Encoding") == "br":
+        import brotli
+        body = brotli.decompress(body)
+    return resp, json.loads(body)
+
+
+def test_wall001_regions_geojson_is_scoped_simplified_and_rounded(city):
+    svc, rows, *_ = city
+    fc = wall_data.regions_geojson(svc.engine, "grid", STREET)
+    codes = [f["properties"]["c"] for f in fc["features"]]
+    expected = sorted(r.code for r in rows if r.level == "grid" and r.code.startswith(STREET))
+    assert codes == expected
+    assert [f["properties"]["i"] for f in fc["features"]] == list(range(len(expected)))
+    by_code = {r.code: r.geom for r in rows}
+    for f in fc["features"]:
+        flat = np.array(f["geometry"]["coordinates"][0])
+        assert np.allclose(flat, np.round(flat, 6))
+        shape = shapely.geometry.shape(f["geometry"])
+        # simplified, but within a couple of metres of the stored polygon
+        assert shape.symmetric_difference(by_code[f["properties"]["c"]]).area < by_code[f["properties"]["c"]].area * 0.01
+
+
+def test_wall002_geometry_endpoint_compresses_caches_and_revalidates(city):
+    svc, rows, *_ , client = city
+    url = f"/api/v1/geo/regions?level=grid&scope={STREET}"
+    resp, fc = get_json(client, url, **{"Accept-Encoding": "gzip"})
+    assert resp.headers["Content-Encoding"] == "gzip"
+    assert "max-age" in resp.headers["Cache-Control"]
+    assert len(fc["features"]) == 8
+    etag = resp.headers["ETag"]
+    again = client.get(url, headers={"If-None-Match": etag, "Accept-Encoding": "gzip"})
+    assert again.status_code == 304
+    plain = client.get(url)
+    assert "Content-Encoding" not in plain.headers and json.loads(plain.data) == fc
+    # a boundary change makes a new version: the cached body is not served again
+    from dashboard.store.regions import upsert_regions
+    grid = next(r for r in rows if r.level == "grid" and r.code.startswith(STREET))
+    grid.name = "改名网格"
+    with svc.engine.begin() as conn:
+        upsert_regions(conn, [grid])
+    resp2, fc2 = get_json(client, url)
+    assert resp2.headers["ETag"] != etag
+    assert "改名网格" in [f["properties"]["n"] for f in fc2["features"]]
+
+
+@pytest.mark.parametrize("url, word", [
+    ("/api/v1/geo/regions?level=grid&scope=abc", "scope"),
+    ("/api/v1/geo/regions?level=planet", "level"),
+    ("/api/v1/geo/regions?level=grid&crs=bd09", "crs"),
+    ("/api/v1/geo/points?layer=people", "layer"),
+    ("/api/v1/geo/points?layer=events&scope=37;drop", "scope"),
+])
+def test_wall003_bad_parameters_get_a_400_naming_them(city, url, word):
+    client = city[-1]
+    resp = client.get(url)
+    assert resp.status_code == 400
+    assert word in resp.get_json()["error"]
+
+
+def test_wall004_open_events_are_scoped_columnar_and_exact(city):
+    svc, rows, events, _, client = city
+    _, col = get_json(client, f"/api/v1/geo/points?layer=events&scope={STREET}", **{"Accept-Encoding": "br, gzip"})
+    got = {p["id"]: p for p in decode(col)}
+    want = {e["id"]: e for e in events if e["grid_code"].startswith(STREET) and e["state"] != "closed"}
+    assert set(got) == set(want) and got
+    for eid, p in got.items():
+        assert p["g"].startswith(STREET)
+        assert abs(p["lon"] - want[eid]["lon"]) < 1e-5 and abs(p["lat"] - want[eid]["lat"]) < 1e-5
+        assert p["lvl"] == want[eid]["level"] and p["cat"] == want[eid]["category"] and p["st"] == want[eid]["state"]
+        assert abs(p["at"] - want[eid]["reported_at"].timestamp()) <= 30  # whole minutes
+        assert abs(p["dl"] - want[eid]["deadline_at"].timestamp()) <= 30
+    # nothing outside the scope anywhere in the body
+    other = [e["id"] for e in events if not e["grid_code"].startswith(STREET)]
+    raw = client.get(f"/api/v1/geo/points?layer=events&scope={STREET}").data.decode()
+    assert not any(f'"{eid}"' in raw for eid in other)
+
+
+def test_wall005_gcj02_shifts_points_and_regions_consistently(city):
+    svc, rows, events, hazards, client = city
+    _, col = get_json(client, f"/api/v1/geo/points?layer=hazards&scope={STREET}&crs=gcj02")
+    want = {h["id"]: h for h in hazards if h["grid_code"].startswith(STREET)}
+    got = decode(col)
+    assert {p["id"] for p in got} == set(want)
+    for p in got:
+        glon, glat = wgs84_to_gcj02(want[p["id"]]["lon"], want[p["id"]]["lat"])
+        assert abs(p["lon"] - glon) < 1e-5 and abs(p["lat"] - glat) < 1e-5
+        assert abs(p["lon"] - want[p["id"]]["lon"]) > 1e-4  # the shift is real (hundreds of metres)
+    _, wgs = get_json(client, f"/api/v1/geo/regions?level=street&scope={STREET}&crs=wgs84")
+    _, gcj = get_json(client, f"/api/v1/geo/regions?level=street&scope={STREET}&crs=gcj02")
+    a = np.array(wgs["features"][0]["geometry"]["coordinates"][0])
+    b = np.array(gcj["features"][0]["geometry"]["coordinates"][0])
+    sx, sy = wgs84_to_gcj02(a[:, 0], a[:, 1])
+    assert np.allclose(b[:, 0], sx, atol=2e-6) and np.allclose(b[:, 1], sy, atol=2e-6)
+
+
+def test_wall006_grid_measures_match_the_rows(city):
+    svc, rows, events, hazards, _ = city
+    now = datetime.now(timezone.utc)
+    sc.insert_patrols(svc.engine, [r.code for r in rows if r.level == "grid"][:3], now=now)
+    m = wall_data.grid_measures(svc.engine, STREET, now=now)
+    grids = sorted(r.code for r in rows if r.level == "grid" and r.code.startswith(STREET))
+    assert m["n"] == len(grids)
+    open_states = {"closed"}
+    for i, code in enumerate(grids):
+        mine = [e for e in events if e["grid_code"] == code]
+        assert m["open"][i] == sum(e["state"] not in open_states for e in mine)
+        assert m["overdue"][i] == sum(e["state"] not in open_states and e["deadline_at"] < now for e in mine)
+        assert m["hazards"][i] == sum(h["grid_code"] == code for h in hazards)
+        recent = sum(e["reported_at"] >= now - timedelta(days=30) for e in mine)
+        assert m["per1000"][i] == pytest.approx(1000 * recent / 1000, abs=0.05)
+    patrolled = {r.code for r in rows if r.level == "grid"}
+    first3 = sorted(patrolled)[:3]
+    assert [g for g, p in zip(grids, m["patrolled"]) if p] == [g for g in grids if g in first3]
+
+
+def test_wall007_people_layers_carry_counts_never_names_or_plates(city):
+    svc, rows, _, _, client = city
+    _, kp = get_json(client, f"/api/v1/geo/points?layer=keypop&scope={STREET}")
+    _, veh = get_json(client, f"/api/v1/geo/points?layer=vehicles&scope={STREET}")
+    _, hs = get_json(client, f"/api/v1/geo/points?layer=houses&scope={STREET}")
+    assert "name" not in kp["c"] and "plate" not in veh["c"]
+    assert not any("鲁B" in str(v) for v in json.dumps(veh, ensure_ascii=False).split(","))
+    with svc.engine.connect() as conn:
+        want_kp = conn.execute(select(resident_summary.c.elderly_alone)
+                               .where(resident_summary.c.grid_code.startswith(STREET))).scalars().all()
+        want_rental = conn.execute(select(house.c.id).where(house.c.grid_code.startswith(STREET),
+                                                            house.c.use == "rental")).scalars().all()
+    assert sum(kp["c"]["elderly_alone"]) == sum(want_kp)
+    assert sum(hs["c"]["r"]) == len(want_rental)
+
+
+def test_wall008_events_body_follows_the_store(city):
+    svc, rows, events, _, client = city
+    url = f"/api/v1/geo/points?layer=events&scope={STREET}"
+    _, before = get_json(client, url)
+    grid = next(r for r in rows if r.level == "grid" and r.code.startswith(STREET))
+    now = datetime.now(timezone.utc)
+    with svc.engine.begin() as conn:
+        conn.execute(event.insert(), [{
+            "id": "late-arrival", "grid_code": grid.code, "category": "safety", "level": 1, "urgent": True,
+            "state": "reported", "source": "whistle", "lon": grid.geom.centroid.x, "lat": grid.geom.centroid.y,
+            "occurred_at": now, "reported_at": now, "updated_at": now + timedelta(seconds=1), "last_seq": 1}])
+    _, after = get_json(client, url)
+    assert after["n"] == before["n"] + 1
+    assert "late-arrival" in after["c"]["id"]
+
+
+def test_wall009_wall_page_config_is_scoped_and_localised(city):
+    svc, rows, events, *_ = city
+    from callbacks.wall import build_config, wall_page
+
+    cfg = build_config(svc, STREET, "en", {"rotate": "60", "layers": "vehicles,bogus"})
+    assert cfg["root"]["code"] == STREET and cfg["rotate"] == 60 and cfg["shown"] == ["vehicles"]
+    assert cfg["tick_ms"] == 1000 and build_config(svc, STREET, "en", {"tick": "200"})["tick_ms"] == 1000
+    assert build_config(svc, STREET, "en", {"tick": "5000", "crs": "gcj02"})["crs"] == "gcj02"
+    flat = [u for k, u in cfg["urls"].items() if isinstance(u, str)]
+    flat += [u for k, v in cfg["urls"].items() if isinstance(v, dict) for u in v.values()]
+    assert all(u.endswith(f"scope={STREET}") or f"scope={STREET}&" in u for u in flat)
+    assert cfg["parts"] == [STREET] and cfg["offsets"] == {STREET: 0}
+    district = build_config(svc, "", "zh", {})
+    assert district["parts"] == ["370202001", "370202002", "370202003"]
+    assert district["offsets"] == {"370202001": 0, "370202002": 8, "370202003": 16}
+    assert all(code.startswith(STREET) or STREET.startswith(code) for code in cfg["names"])
+    assert all(e["g"].startswith(STREET) for e in cfg["ticker"])
+    assert cfg["labels"]["cat"]["safety"] == "Safety"
+    assert cfg["n_grids"] == 8 and len(cfg["values"]["open"]) == 8
+    assert "Rental" in json.dumps(cfg["labels"])
+    bad = wall_page(svc, {"scope": "<script>"}, "zh")
+    assert "不是区划编码" in str(bad.children)
+    missing = wall_page(svc, {"scope": "999999"}, "en")
+    assert "no region" in str(missing.children)
+
+
+def test_wall010_hazards_layer_lists_only_open_hazards(city):
+    svc, rows, _, hazards, client = city
+    closed = hazards[0]["id"]
+    with svc.engine.begin() as conn:
+        conn.execute(hazard.update().where(hazard.c.id == closed).values(
+            state="rectified", updated_at=datetime.now(timezone.utc) + timedelta(seconds=2)))
+    _, col = get_json(client, "/api/v1/geo/points?layer=hazards")
+    ids_ = set(col["c"]["id"])
+    assert closed not in ids_ and len(ids_) == len(hazards) - 1
+
+
+def test_wall019_polling_fallback_returns_changes_since_in_scope(city):
+    svc, rows, events, _, client = city
+    since = datetime.now(timezone.utc)
+    inside = next(r for r in rows if r.level == "grid" and r.code.startswith(STREET))
+    outside = next(r for r in rows if r.level == "grid" and not r.code.startswith(STREET))
+    later = since + timedelta(seconds=1)
+    with svc.engine.begin() as conn:
+        for eid, g in (("poll-in", inside), ("poll-out", outside)):
+            conn.execute(event.insert(), [{
+                "id": eid, "grid_code": g.code, "category": "order", "level": 2, "urgent": False,
+                "state": "reported", "source": "hotline_12345", "lon": g.geom.centroid.x, "lat": g.geom.centroid.y,
+                "occurred_at": later, "reported_at": later, "updated_at": later, "last_seq": 1}])
+    from urllib.parse import quote
+    body = client.get(f"/api/v1/wall/recent?scope={STREET}&since={quote(since.isoformat())}").get_json()
+    assert [d["id"] for d in body["deltas"]] == ["poll-in"]
+    assert body["deltas"][0]["k"] == "event" and body["deltas"][0]["g"] == inside.code
+    again = client.get(f"/api/v1/wall/recent?scope={STREET}&since={quote(body['until'])}").get_json()
+    assert again["deltas"] == []
+    assert client.get("/api/v1/wall/recent?since=yesterday").status_code == 400
+    assert client.get("/api/v1/wall/recent?since=2026-01-01T00:00:00").status_code == 400
