@@ -218,6 +218,7 @@ class Mover:
     shift: str = "day"        # day | night | always
     pos: tuple[float, float] = (0.0, 0.0)
     target: int = 0
+    pinged: bool = False
 
     def step(self, seconds: float) -> tuple[float, float]:
         """Walk toward the next waypoint; never leaves ``area``."""
@@ -320,11 +321,13 @@ class Generator:
         move = min(self.speed, MOVE_SPEEDUP_CAP)
         self.walkers = self._make_walkers(max_walkers, WALK_MPS * move)
         self.vehicles = self._make_vehicles(DRIVE_MPS * move)
+        # Everyone on duty reports a position at once, so a screen opened at start-up shows them
+        # all; the second ping is spread over one interval so later pings do not come in bursts.
         for i, w in enumerate(self.walkers):
-            self._schedule(self.now + timedelta(seconds=self.rng.uniform(0, ping_s)), "walk", i)
+            self._schedule(self.now, "walk", i)
             self._schedule(self.now + self._sim(minutes=self.rng.uniform(5, CHECKIN_MIN[1])), "checkin", i)
         for i in range(len(self.vehicles)):
-            self._schedule(self.now + timedelta(seconds=self.rng.uniform(0, vehicle_ping_s)), "drive", i)
+            self._schedule(self.now, "drive", i)
         self._schedule_arrival()
         for ev in (recovered.events if recovered else []):
             self._resume_case(ev)
@@ -415,13 +418,19 @@ class Generator:
             return
         pos = w.step(self.ping_s)
         out.append(self._msg("position", {"kind": "staff", "id": w.actor_id}, location=pos, source="grid_patrol"))
-        self._schedule(self.now + timedelta(seconds=self.ping_s), "walk", i)
+        self._schedule(self.now + timedelta(seconds=self._next_ping(w, self.ping_s)), "walk", i)
 
     def _do_drive(self, i: int, out: list) -> None:
         v = self.vehicles[i]
         pos = v.step(self.vehicle_ping_s)
         out.append(self._msg("position", {"kind": "vehicle", "id": v.actor_id}, location=pos, source="system"))
-        self._schedule(self.now + timedelta(seconds=self.vehicle_ping_s), "drive", i)
+        self._schedule(self.now + timedelta(seconds=self._next_ping(v, self.vehicle_ping_s)), "drive", i)
+
+    def _next_ping(self, m: Mover, interval: float) -> float:
+        if m.pinged:
+            return interval
+        m.pinged = True
+        return self.rng.uniform(0.1, 1.0) * interval
 
     def _do_checkin(self, i: int, out: list) -> None:
         w = self.walkers[i]
