@@ -130,7 +130,7 @@ def render(services, search: str | None, now: datetime | None = None, tick=None,
            seen: dict | None = None) -> dict:
     """What one page's refresh sends: {"header", "updated", <panel name>..., "hashes"};
     ``dash.no_update`` for every part whose hash is in ``seen`` (the page's PANEL_HASHES)."""
-    scope, lang, bad = parse_query(search, services.settings.lang)
+    scope, lang, bad = parse_query(search, services.settings.ui_lang)
     if bad is not None:
         return _empty(panels.message(t("panel_bad_scope", lang, scope=bad), "error"))
     try:

@@ -13,7 +13,7 @@ PAGES: dict = {}  # path -> callable(services, query: dict, lang: str) -> compon
 
 def render(services, pathname: str | None, search: str | None):
     query = {k: v[-1] for k, v in parse_qs((search or "").lstrip("?")).items()}
-    lang = pick_lang(query.get("lang"), services.settings.lang)
+    lang = pick_lang(query.get("lang"), services.settings.ui_lang)
     page = PAGES.get(pathname or "/")
     if page is None:
         return html.H1(t("not_found", lang))

@@ -9,7 +9,7 @@ import argparse
 import logging
 import sys
 
-from .settings import Settings, settings_table_markdown
+from .settings import Settings, SettingsError, settings_table_markdown
 
 
 class CliError(Exception):
@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--seed", type=int, help="random seed (default DEMO_SEED)")
     p.add_argument("--force", action="store_true", help="replace the demo district if present")
+    p.add_argument("--history-days", type=int,
+                   help="days of past reports fed through the stream after seeding (default DEMO_HISTORY_DAYS)")
 
     p = sub.add_parser("import-grids", help="import grid boundaries from GeoJSON / Shapefile / GeoPackage")
     _common(p)
@@ -93,7 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     command = args.command or "serve"
     if args.command is None:  # defaults of the serve subcommand
         args = build_parser().parse_args(["serve", *(argv or [])])
-    settings = settings_from_args(args)
+    try:
+        settings = settings_from_args(args)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     from .logs import setup_logging
 
     setup_logging(settings.log_level)
@@ -120,7 +126,7 @@ def _dispatch(command: str, args, settings: Settings):
     if command == "seed":
         from .demo.seed import cli_seed
 
-        return cli_seed(settings, seed=args.seed, force=args.force)
+        return cli_seed(settings, seed=args.seed, force=args.force, history_days=args.history_days)
     if command == "import-grids":
         from .boundary.cli import cli_import
 

@@ -318,7 +318,7 @@ def ranking(bind, scope: str | None, now: datetime, start: datetime, end: dateti
 # accident or crime registers, only events.
 SANLING_RULES = {
     "petitions": event.c.category == "petition",
-    "accidents": and_(event.c.category == "safety", or_(event.c.level == 1, event.c.urgent.is_(True))),
+    "accidents": and_(event.c.category == "safety", event.c.level == 1),
     "criminal": and_(event.c.category == "order", event.c.subcategory == "security", event.c.level == 1),
 }
 

@@ -16,11 +16,12 @@ def serve(settings: Settings, debug: bool = False) -> int:
     stop = threading.Event()
     workers: list = []
     try:
+        seeded = None
         if settings.demo:
             from .demo.seed import seed_if_empty
 
-            seed_if_empty(services)
-        workers = start_background(services, stop)
+            seeded = seed_if_empty(services)
+        workers = start_background(services, stop, history_days=settings.demo_history_days if seeded else 0)
         from .app import create_app
 
         app = create_app(settings, services)
@@ -42,8 +43,18 @@ def _interrupt(signum, frame):  # SIGTERM ends the server like Ctrl-C: workers s
     raise KeyboardInterrupt
 
 
-def start_background(services: Services, stop: threading.Event) -> list[threading.Thread]:
-    """The consumer (always) and the simulator (demo mode), as daemon threads."""
+def start_background(services: Services, stop: threading.Event, history_days: int = 0) -> list[threading.Thread]:
+    """The consumer (always) and the simulator (demo mode), as daemon threads.
+
+    With ``history_days`` (a first start of the demo) the wall is served at once while the
+    district's past weeks are fed through the stream; the live consumer and the simulator
+    start when that is done, so the simulator carries on the cases the history left open.
+    """
+    if history_days > 0:
+        thread = threading.Thread(target=_history_then_live, args=(services, stop, history_days),
+                                  name="demo-history", daemon=True)
+        thread.start()
+        return [thread]
     from .feed.consumer import start_in_thread as start_consumer
 
     threads = [start_consumer(services, stop)]
@@ -52,3 +63,16 @@ def start_background(services: Services, stop: threading.Event) -> list[threadin
 
         threads.append(start_simulator(services, stop))
     return threads
+
+
+def _history_then_live(services: Services, stop: threading.Event, days: int) -> None:
+    from .demo.history import backfill
+
+    try:
+        backfill(services, days, stop_event=stop)
+    except Exception:  # noqa: BLE001 - a failed history must not keep the live feed from starting
+        log.exception("history backfill failed; starting the live feed without it")
+    if stop.is_set():
+        return
+    for t in start_background(services, stop):
+        t.join()

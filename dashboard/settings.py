@@ -16,6 +16,17 @@ def _bool(text: str) -> bool:
     return text.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _ui_lang(text: str) -> str:
+    lang = text.strip().lower()
+    if lang not in ("zh", "en"):
+        raise ValueError(f"UI_LANG must be zh or en, not {text!r}")
+    return lang
+
+
+class SettingsError(ValueError):
+    """A setting in the environment that cannot be read (one line for the user)."""
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -34,10 +45,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PORT", 8050, "Port the web server binds", int),
     Setting("DEMO", True, "Seed the demo district when the store is empty and run the simulator", _bool),
     Setting("DEMO_SEED", 370202, "Random seed of the demo district and the simulator", int),
-    Setting("SIM_RATE", 1.0, "Simulator: mean new reports per second at the day's peak", float),
+    Setting("DEMO_HISTORY_DAYS", 30, "Days of past reports and cases the demo seed feeds through the stream, "
+            "so trends and rates start with a history (0: none)", int),
+    Setting("SIM_RATE", 0.05, "Simulator: mean new reports per second at the day's peak (0.05: about 1,800 a day, 3 per grid)", float),
     Setting("SIM_SPEED", 1.0, "Simulator: time compression (60 = one simulated minute per second)", float),
     Setting("TIMEZONE", "Asia/Shanghai", "Time zone of the jurisdiction: days, dates and clocks"),
-    Setting("LANG", "zh", "Default UI language: zh or en (a page may switch with ?lang=)"),
+    Setting("UI_LANG", "zh", "Default UI language: zh or en (a page may switch with ?lang=). Not LANG: "
+            "that is the system locale (C.UTF-8, en_US.UTF-8 ...)", _ui_lang),
     Setting("TILE_URL", "", "Optional XYZ tile URL for the basemap; empty draws outlines on a dark ground"),
     Setting("TILE_CRS", "wgs84", "Coordinate system of TILE_URL: wgs84, or gcj02 for AMap/Tencent tiles"),
     Setting("INGEST_API_KEYS", "demo-key", "Comma-separated API keys accepted by the ingest and Open311 APIs"),
@@ -57,10 +71,11 @@ class Settings:
     port: int = 8050
     demo: bool = True
     demo_seed: int = 370202
-    sim_rate: float = 1.0
+    demo_history_days: int = 30
+    sim_rate: float = 0.05
     sim_speed: float = 1.0
     timezone: str = "Asia/Shanghai"
-    lang: str = "zh"
+    ui_lang: str = "zh"
     tile_url: str = ""
     tile_crs: str = "wgs84"
     ingest_api_keys: str = "demo-key"
@@ -76,7 +91,10 @@ class Settings:
         values: dict[str, Any] = {}
         for s in SETTINGS:
             raw = env.get(s.name)
-            values[s.name.lower()] = s.parse(raw) if raw not in (None, "") else s.default
+            try:
+                values[s.name.lower()] = s.parse(raw) if raw not in (None, "") else s.default
+            except ValueError as exc:
+                raise SettingsError(f"setting {s.name}={raw!r} is not valid: {exc}") from None
         values.update(overrides)
         return cls(**values)
 

@@ -330,7 +330,7 @@ def error(fmt: str, status: int, description: str) -> Response:
 
 
 def lang_of(services) -> str:
-    lang = request.args.get("lang") or services.settings.lang
+    lang = request.args.get("lang") or services.settings.ui_lang
     return "en" if lang.lower().startswith("en") else "zh"
 
 

@@ -415,17 +415,45 @@ def seed_if_empty(services) -> dict | None:
     return stats
 
 
-def cli_seed(settings, seed: int | None = None, force: bool = False) -> int:
+def _history(services, days: int, **kw) -> dict:
+    from .history import backfill
+
+    if days > 0:
+        print(f"正在回填近 {days} 天的事件 (feeding {days} days of history through the stream) …", flush=True)
+    return backfill(services, days, **kw)
+
+
+def cli_seed(settings, seed: int | None = None, force: bool = False, history_days: int | None = None) -> int:
     from ..cli import CliError
+    from ..services import Services
+
+    if seed is not None:
+        settings = settings.replace(demo_seed=seed)
+    days = settings.demo_history_days if history_days is None else history_days
+    if days < 0:
+        raise CliError("--history-days must be 0 or more")
+    services = Services.open(settings) if days else None
+    engine = services.engine if services else _migrated_engine(settings)
+    try:
+        stats = seed_demo(engine, settings.demo_seed, progress=True, force=force)
+        print(" · ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in stats.items()))
+        if services:
+            hist = _history(services, days, progress=True)
+            print("history · " + " · ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
+                                            for k, v in hist.items()))
+    except RuntimeError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        if services:
+            services.close()
+        else:
+            engine.dispose()
+    return 0
+
+
+def _migrated_engine(settings):
     from ..store.engine import make_engine, migrate
 
     engine = make_engine(settings.effective_database_url)
     migrate(engine)
-    try:
-        stats = seed_demo(engine, settings.demo_seed if seed is None else seed, progress=True, force=force)
-    except RuntimeError as exc:
-        raise CliError(str(exc)) from None
-    finally:
-        engine.dispose()
-    print(" · ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in stats.items()))
-    return 0
+    return engine

@@ -92,8 +92,9 @@ class Consumer:
                  name: str | None = None, batch: int = 500, block_ms: int = 1000,
                  claim_idle_ms: int | None = None, stream_maxlen: int | None = None,
                  timezone_name: str | None = None, pending_max_age_s: float = PENDING_MAX_AGE_S,
-                 stop_event: threading.Event | None = None):
+                 stop_event: threading.Event | None = None, push: bool = True):
         self._own_redis = False
+        self.push = push  # False: store only, no deltas to open screens (the demo's history backfill)
         if isinstance(services_or_engine, Engine):
             self.services = None
             self.engine = services_or_engine
@@ -175,7 +176,8 @@ class Consumer:
         """Consume until ``stop()`` (or, with ``burst``, until nothing is left); returns stats."""
         own_pending = True   # after a (re)start, our own unacknowledged entries come first
         group_ok = False
-        log.info("consumer started", extra={"consumer": self.name, "batch": self.batch, "burst": burst})
+        log.log(logging.DEBUG if burst else logging.INFO, "consumer started",
+                extra={"consumer": self.name, "batch": self.batch, "burst": burst})
         while not self.stopping:
             try:
                 if not group_ok:
@@ -229,7 +231,7 @@ class Consumer:
             except Exception:  # noqa: BLE001
                 log.warning("could not ack the last batch; it will be redelivered and skipped as duplicate",
                             extra={"consumer": self.name})
-        log.info("consumer stopped", extra={"consumer": self.name, **self.stats})
+        log.log(logging.DEBUG if burst else logging.INFO, "consumer stopped", extra={"consumer": self.name, **self.stats})
         if self._own_redis:
             self.redis.close()
         return dict(self.stats)
@@ -322,7 +324,8 @@ class Consumer:
                       maxlen=DEAD_MAXLEN, approximate=True)
         if ids:
             pipe.xack(STREAM, GROUP, *ids)
-        D.publish_command(pipe, deltas)
+        if self.push:
+            D.publish_command(pipe, deltas)
         pipe.execute()
         self._post = None
         for sid, _payload, reason, mid in dead:

@@ -58,13 +58,18 @@ log = logging.getLogger(__name__)
 # Relative report rate by local hour: quiet at night, peaks mid-morning and mid-afternoon.
 DAY_RHYTHM = (0.05, 0.03, 0.02, 0.02, 0.03, 0.06, 0.15, 0.35, 0.65, 0.90, 1.00, 0.85,
               0.55, 0.60, 0.85, 0.95, 0.80, 0.60, 0.45, 0.35, 0.25, 0.18, 0.12, 0.08)
+# Petitions (信访, handled at district level) are rare where grids work: 11 of 侯家塘's 12
+# communities are 三零 (zero petitions, accidents, criminal cases), and the demo keeps to that.
 CATEGORY_MIX = {"safety": 0.17, "facilities": 0.22, "environment": 0.24, "disputes": 0.12,
-                "livelihood": 0.12, "order": 0.10, "petition": 0.03}
+                "livelihood": 0.12, "order": 0.10, "petition": 0.00004}
 SOURCE_MIX = {"grid_patrol": 0.45, "mini_program": 0.25, "hotline_12345": 0.17, "diversion_110": 0.09,
               "whistle": 0.04}
 URGENT_P = 0.03
 URGENT_P_HIGH = {"gas": 0.25, "ebike": 0.12, "fire_lane": 0.08, "manhole": 0.08}
 LEVEL1_P = 0.02          # a few reports go straight to district departments
+# ... but a level-1 safety event stands for an accident and a level-1 public-security one for a
+# criminal case (docs/kpi.md, 三零): those are rare, and such cases are never escalated to level 1.
+RARE_L1_P = {"safety": 0.00025, "security": 0.0008}
 ESCALATE_P = 0.10
 OVERDUE_P = 0.12
 REOPEN_P = 0.05
@@ -296,7 +301,8 @@ class Generator:
 
     def __init__(self, world: World, *, seed: int, start: datetime, rate: float = 1.0, speed: float = 1.0,
                  tz: str = "Asia/Shanghai", recovered: Recovered | None = None,
-                 max_walkers: int = MAX_WALKERS, ping_s: float = PING_S, vehicle_ping_s: float = VEHICLE_PING_S):
+                 max_walkers: int = MAX_WALKERS, ping_s: float = PING_S, vehicle_ping_s: float = VEHICLE_PING_S,
+                 positions: bool = True):
         if start.tzinfo is None:
             raise ValueError("start must carry a time zone")
         if rate <= 0 or speed <= 0:
@@ -323,10 +329,12 @@ class Generator:
         self.vehicles = self._make_vehicles(DRIVE_MPS * move)
         # Everyone on duty reports a position at once, so a screen opened at start-up shows them
         # all; the second ping is spread over one interval so later pings do not come in bursts.
+        # Without ``positions`` (a history backfill) workers still check in but nobody walks or drives.
         for i, w in enumerate(self.walkers):
-            self._schedule(self.now, "walk", i)
+            if positions:
+                self._schedule(self.now, "walk", i)
             self._schedule(self.now + self._sim(minutes=self.rng.uniform(5, CHECKIN_MIN[1])), "checkin", i)
-        for i in range(len(self.vehicles)):
+        for i in range(len(self.vehicles) if positions else 0):
             self._schedule(self.now, "drive", i)
         self._schedule_arrival()
         for ev in (recovered.events if recovered else []):
@@ -547,7 +555,8 @@ class Generator:
             lon, lat = sample_point(rng, g.geom)
             address = f"{g.name}附近"
         urgent = rng.random() < URGENT_P_HIGH.get(sub, URGENT_P)
-        level = 1 if rng.random() < LEVEL1_P else None
+        rare = RARE_L1_P.get(sub, RARE_L1_P.get(category))
+        level = 1 if rng.random() < (LEVEL1_P if rare is None else rare) else None
         lag_min = rng.uniform(0, 5) if source == "grid_patrol" else rng.uniform(0, 60)
         occurred = self.now - timedelta(minutes=lag_min)
         if source == "grid_patrol":
@@ -568,7 +577,8 @@ class Generator:
             body["level"] = level
         msg = self._msg("event.reported", actor, location=(lon, lat), at=occurred, source=source, **body)
         case = {"id": eid, "state": "reported", "last_seq": 1, "level": level or CATEGORIES[category][2],
-                "category": category, "urgent": urgent, "grid_code": g.code, "lon": lon, "lat": lat}
+                "category": category, "urgent": urgent, "grid_code": g.code, "lon": lon, "lat": lat,
+                "rare": rare is not None}
         self._plan_case(case, fresh=True)
         return msg
 
@@ -576,7 +586,7 @@ class Generator:
         """Decide the rest of a case's path now, so later draws do not depend on timing."""
         rng = self.rng
         path = ["registered", "dispatched", "handling"]
-        if rng.random() < ESCALATE_P and case["level"] > 1:
+        if rng.random() < ESCALATE_P and case["level"] > (2 if case.get("rare") else 1):
             path += ["escalated", "handling"]
         path += ["feedback", "verified"]
         if rng.random() < REOPEN_P:

@@ -49,3 +49,17 @@ def test_cli004_seed_refusal_is_one_line_exit_2(tmp_path):
     assert out.returncode == 2
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "--force" in last
+
+
+def test_cli005_system_locale_lang_does_not_pick_the_ui_language():
+    # LANG is the POSIX locale (C.UTF-8 on this machine): it must not leak into the UI language.
+    assert Settings.from_env({"LANG": "C.UTF-8"}).ui_lang == "zh"
+    assert Settings.from_env({"UI_LANG": "en"}).ui_lang == "en"
+
+
+def test_cli006_a_bad_setting_is_one_line_exit_2(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "VAR_DIR": str(tmp_path), "HOME": str(tmp_path), "UI_LANG": "fr"}
+    out = subprocess.run([sys.executable, "-m", "dashboard", "settings"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip() == "error: setting UI_LANG='fr' is not valid: UI_LANG must be zh or en, not 'fr'"

@@ -186,9 +186,9 @@ def test_kpi009_sanling(engine):
     w = World(events=[
         make_event(1, g[c1], t, category="petition", level=1),
         make_event(2, g[c1], t, category="order", subcategory="security", level=1),
-        make_event(3, g[c2], t, category="safety", level=2, urgent=True),
+        make_event(3, g[c2], t, category="safety", level=1),
         make_event(4, g[c2], t, category="order", subcategory="security", level=2),  # not level 1: no case
-        make_event(5, g[c3], t, category="safety", level=2),                          # neither L1 nor urgent
+        make_event(5, g[c3], t, category="safety", level=2, urgent=True),  # an urgent report, caught: no accident
         make_event(6, g[c3], old, category="petition", level=1),
     ])
     seeded(engine, w)

@@ -261,3 +261,23 @@ def test_feed_sim008_cli_simulate(stack, tmp_path, capsys):
         r.close()
     with pytest.raises(CliError, match="rate"):
         cli_simulate(settings, rate=0, speed=10, seed=1, duration=0.5)
+
+
+def test_feed_sim010_accidents_crimes_and_petitions_are_rare_so_most_communities_are_sanling(world):
+    # A week at the demo's rate: about 12,000 reports, of which a level-1 share goes to district
+    # departments, but level-1 safety (an accident), level-1 public security (a criminal case) and
+    # petitions, the three 三零 counts (docs/kpi.md), stay a handful; none is escalated into one.
+    g = gen(world, rate=0.05, speed=1, positions=False)
+    msgs = g.advance(g.now + timedelta(days=7))
+    reports = {m.event_id: m for m in msgs if m.type == "event.reported"}
+    level = {eid: (m.level or CATEGORIES[m.category][2]) for eid, m in reports.items()}
+    for m in msgs:
+        if m.type == "event.step" and m.step == "escalated":
+            level[m.event_id] = m.level
+    assert len(reports) > 8000
+    l1 = [eid for eid, lv in level.items() if lv == 1]
+    sanling = [eid for eid in l1 if reports[eid].category in ("safety", "petition")
+               or (reports[eid].category == "order" and reports[eid].subcategory == "security")]
+    assert len(l1) > 100          # district departments still get their share
+    assert len(sanling) <= 8      # ~1.5 expected in a week for the whole district
+    assert not any(m.type == "position" for m in msgs)  # positions=False: nobody walks
