@@ -21,6 +21,9 @@ Figures (issue 4, Speed):
                           wallLive.apply to the new marker being added to the map            (target < 50)
 Supporting lines split the bytes into framework (Dash/React/Leaflet/plotly bundles, assets, the page)
 and data (the map's URLs and Dash callback responses), so a budget miss says which side it is.
+  wall_baseline_empty_map_s  the floor, measured in the same run: a bare Dash app with one empty dash-leaflet
+                          map, navigation -> map drawn (the issue measured ~0.38 s on its machine)
+  wall_district_ratio_vs_empty_map  wall_district_load_s / wall_baseline_empty_map_s
 Each load uses a fresh browser (cold cache); the median of --runs is printed.
 """
 from __future__ import annotations
@@ -180,6 +183,39 @@ def report(prefix: str, results: list[dict]) -> None:
     print(f"{prefix}_load_runs_s = {runs}")
 
 
+MAP_DRAWN = """
+window.__mapAt = 0;
+new MutationObserver(function (m, obs) {
+  if (document.querySelector('.leaflet-container .leaflet-map-pane')) {
+    obs.disconnect();
+    requestAnimationFrame(function () { requestAnimationFrame(function () { window.__mapAt = performance.now(); }); });
+  }
+}).observe(document, {childList: true, subtree: true});
+"""
+
+
+def empty_map_s(runs: int) -> float:
+    """The floor, measured in this run: a bare Dash app holding one dash-leaflet map, no data."""
+    import dash
+    import dash_leaflet as dl
+    from dash import html
+
+    app = dash.Dash(__name__, serve_locally=True, compress=True)
+    app.layout = html.Div(dl.Map(center=[36.06, 120.38], zoom=13, children=[], style={"height": "100vh"}))
+    times = []
+    with AppServer(app) as srv:
+        for _ in range(runs + 1):  # the first load warms the server
+            d = chrome(1920, 1080)
+            try:
+                d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": MAP_DRAWN})
+                d.get(srv.url + "/")
+                wait_for(d, "window.__mapAt > 0", 60, 0.05)
+                times.append(d.execute_script("return window.__mapAt") / 1000.0)
+            finally:
+                d.quit()
+    return statistics.median(times[1:])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=3)
@@ -189,9 +225,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     logging.disable(logging.WARNING)
 
+    base = empty_map_s(args.runs)
+    print(f"wall_baseline_empty_map_s = {base:.3f}")
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_district:
-            district(args, make_services(Path(tmp) / "district"))
+            load_s = district(args, make_services(Path(tmp) / "district"))
+            print(f"wall_district_ratio_vs_empty_map = {load_s / base:.2f}")
         if args.skip_city:
             return 0
         svc = make_services(Path(tmp) / "city")
@@ -206,6 +245,7 @@ def district(args, svc) -> None:
         load_once(srv.url + "/wall")  # warm the server's caches (geometry bodies) once
         runs = [load_once(srv.url + "/wall") for _ in range(args.runs)]
     report("wall_district", runs)
+    load_s = med(runs, "load_s")
     if args.verbose:
         for row in runs[-1]["rows"]:
             print("#", row)
@@ -214,6 +254,7 @@ def district(args, svc) -> None:
     if runs[-1]["severe"]:
         print("# console errors:", json.dumps(runs[-1]["severe"], ensure_ascii=False)[:500])
     svc.close()
+    return load_s
 
 
 def city(args, svc) -> None:
