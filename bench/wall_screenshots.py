@@ -2,7 +2,8 @@
 
     python bench/wall_screenshots.py [--out docs] [--minutes 90]
 
-Seeds the demo (dashboard.demo.seed.seed_demo) into a temporary store, runs the simulator's
+Seeds the demo (dashboard.demo.seed.seed_demo) into a temporary store, feeds its history
+(--history-days, as a first start of `python -m dashboard` does) and then the simulator's
 generator over the last --minutes (reports, case steps, patrols, hazards, positions) through
 the real feed (XADD -> consumer -> store), then saves:
   docs/wall-1920.png     /wall at 1920×1080
@@ -27,7 +28,7 @@ from dashboard.settings import Settings  # noqa: E402
 from tests.integration.wallkit import AppServer, chrome, wait_for  # noqa: E402
 
 
-def fill_feed(svc, minutes: float, seed: int = 370202, rate: float = 0.5, speed: float = 20.0) -> int:
+def fill_feed(svc, minutes: float, seed: int = 370202, rate: float = 0.05, speed: float = 1.0) -> int:
     import threading
 
     from dashboard.feed.consumer import start_in_thread
@@ -77,6 +78,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs"))
     ap.add_argument("--minutes", type=float, default=45)
+    ap.add_argument("--history-days", type=int, default=30)
     args = ap.parse_args(argv)
     logging.disable(logging.WARNING)
     out = Path(args.out)
@@ -90,7 +92,11 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         seed_demo(svc.engine, seed=settings.demo_seed)
         print(f"seeded in {time.perf_counter() - t0:.1f} s", flush=True)
-        print(f"feed messages: {fill_feed(svc, args.minutes)}", flush=True)
+        from dashboard.demo.history import backfill
+
+        until = datetime.now(timezone.utc) - timedelta(minutes=args.minutes)
+        print(f"history: {backfill(svc, args.history_days, now=until)}", flush=True)
+        print(f"feed messages: {fill_feed(svc, args.minutes, rate=settings.sim_rate)}", flush=True)
         svc.reset_caches()
         with AppServer(create_app(settings, svc)) as srv:
             shoot(srv.url + "/wall", out / "wall-1920.png", (1920, 1080))
