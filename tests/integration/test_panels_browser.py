@@ -120,9 +120,9 @@ def test_kpi030_panels_render_and_follow_live_ticks(engine, make_services, tmp_p
                 conn.execute(event.insert(), [make_event(4, GRID_A, datetime.now(timezone.utc) - timedelta(seconds=1),
                                                          category="safety", level=1, urgent=True)])
             time.sleep(0.05)
+            driver.get_log("performance")  # only this tick's responses below (cleared before it can answer)
             driver.execute_script(
                 "window.dash_clientside.set_props('live-tick', {data: {n: 1, at: Date.now()}})")
-            driver.get_log("performance")  # only this tick's responses below
             wait_for(driver, "document.querySelector('[data-kpi=\"reported\"] .pn-value').textContent === '3'")
             assert kpi_text(driver, "open") == "3"
             assert driver.execute_script(
