@@ -112,6 +112,7 @@ def run(srv, svc, rows, *, query: str, pages: int, rate: float, seconds: float, 
         for name, vals in stages.items():
             if vals:
                 print(f"latency_{tag}_stage_{name}_p50_ms = {statistics.median(vals):.1f}")
+                print(f"latency_{tag}_stage_{name}_p95_ms = {percentile(sorted(vals), 0.95):.1f}")
         return latencies, missing
     finally:
         for d in drivers:

@@ -77,7 +77,7 @@ def figures(services, scope: str | None, now: datetime | None = None, fresh_afte
         return data
 
 
-def _tick_ms(tick) -> float | None:
+def tick_time_ms(tick) -> float | None:
     try:
         return float(tick["at"]) if isinstance(tick, dict) and tick.get("at") else None
     except (TypeError, ValueError):
@@ -134,7 +134,7 @@ def render(services, search: str | None, now: datetime | None = None, tick=None,
     if bad is not None:
         return _empty(panels.message(t("panel_bad_scope", lang, scope=bad), "error"))
     try:
-        data = figures(services, scope, now, _tick_ms(tick))
+        data = figures(services, scope, now, tick_time_ms(tick))
         parts = rendered(services, scope, lang, data)
     except Exception:  # the wall must stay up; the log says what failed
         log.exception("wall figures failed", extra={"scope": scope})

@@ -12,6 +12,7 @@ import re
 
 from dash import ClientsideFunction, Input, Output, State, html, no_update
 
+from callbacks.panels import tick_time_ms
 from dashboard import domain, ids, wall_data
 from dashboard.geo.coords import wgs84_to_gcj02
 from dashboard.i18n import TEXT, t
@@ -161,18 +162,22 @@ var codes=fc.features.map(function(f){return f.properties.c;});
 parts(codes.length>0&&codes.length<=%d?codes:[scope]);}).catch(function(){});})();</script>""" % MAX_PARTS
 
 
-def shared_measures(services, scope: str, ttl_s: float = 1.0) -> dict:
-    """grid_measures per scope, computed at most once a second however many walls watch it."""
+def shared_measures(services, scope: str, ttl_s: float = 1.0, fresh_after_ms: float | None = None) -> dict:
+    """grid_measures per scope, computed at most once a second however many walls watch it;
+    a result started before ``fresh_after_ms`` (the tick's time: the page heard of a commit
+    then) is recomputed, so a tick is answered with what it announced (as callbacks.panels)."""
     import threading
     import time
 
     cache = services.cache.setdefault("wall.measures", {"lock": threading.Lock(), "entries": {}})
     with cache["lock"]:
         hit = cache["entries"].get(scope)
-        if hit and time.monotonic() - hit[0] < ttl_s:
+        if (hit and time.monotonic() - hit[0] < ttl_s
+                and (fresh_after_ms is None or hit[2] >= fresh_after_ms)):
             return hit[1]
+        started_ms = time.time() * 1000.0
         data = wall_data.grid_measures(services.engine, scope or None, tz=services.settings.timezone)
-        cache["entries"][scope] = (time.monotonic(), data)
+        cache["entries"][scope] = (time.monotonic(), data, started_ms)
         return data
 
 
@@ -188,10 +193,10 @@ def register(app, services) -> None:
     @app.callback(Output(ids.MAP_VALUES, "data"), Input(ids.LIVE_TICK, "data"),
                   Input(ids.MAP_REFRESH, "n_intervals"), State(ids.WALL_CONFIG, "data"),
                   prevent_initial_call=True)
-    def refresh_values(_tick, _n, cfg):
+    def refresh_values(tick, _n, cfg):
         if not cfg:
             return no_update
-        return shared_measures(services, cfg.get("scope") or "")
+        return shared_measures(services, cfg.get("scope") or "", fresh_after_ms=tick_time_ms(tick))
 
     @app.callback(Output(ids.MAP_LEGEND, "children"), Input(ids.MAP_MEASURE, "value"),
                   Input(ids.MAP_VALUES, "data"), State(ids.WALL_CONFIG, "data"), prevent_initial_call=True)

@@ -523,15 +523,15 @@
   };
 
   // LIVE_TICK: the panels and the choropleth recompute from the store, at most once a second.
-  function tick(trailing) {
+  function tick() {
     if (S.tickTimer) { S.tickPending = true; return; }
+    // The server answers a tick with figures computed after its time (it recomputes a shared
+    // result that is older), so one tick per window is enough; deltas that arrive within the
+    // window are announced by one trailing tick.
     setProps("live-tick", { data: { n: S.count, at: Date.now() } });
-    // One more refresh after the throttle window: the server shares its figures for a second,
-    // so the first answer may predate the commit that this tick announces.
-    if (!trailing) S.tickPending = true;
     S.tickTimer = setTimeout(function () {
       S.tickTimer = null;
-      if (S.tickPending) { S.tickPending = false; tick(true); }
+      if (S.tickPending) { S.tickPending = false; tick(); }
     }, Math.max(1000, (S.cfg && S.cfg.tick_ms) || 1000));
   }
 

@@ -273,3 +273,21 @@ def test_kpi026_a_tick_after_the_cached_result_forces_a_recompute(engine, make_s
     again = figures(svc, STREET_A, fresh_after_ms=tick_ms)
     assert again is not first and again["today"]["reported"] == first["today"]["reported"] + 1
     assert again["today"]["open"] == first["today"]["open"] + 1
+
+
+def test_kpi027_the_map_measures_answer_a_tick_with_what_it_announced(engine, make_services):
+    import time as _time
+    from datetime import datetime, timezone
+
+    from callbacks.wall import shared_measures
+    from dashboard.store.schema import event as event_table
+    seeded(engine, World())
+    svc = make_services(engine.url.render_as_string(hide_password=False), "")
+    grid = "370202001001001"
+    first = shared_measures(svc, STREET_A)
+    with engine.begin() as conn:
+        conn.execute(event_table.insert(), [make_event(1, grid, datetime.now(timezone.utc) - timedelta(seconds=1))])
+    assert shared_measures(svc, STREET_A) is first  # within a second, no tick: shared by every wall
+    again = shared_measures(svc, STREET_A, fresh_after_ms=_time.time() * 1000.0)
+    assert again is not first and sum(again["open"]) == sum(first["open"]) + 1
+    assert shared_measures(svc, STREET_A, fresh_after_ms=_time.time() * 1000.0 - 60_000) is again  # an old tick
