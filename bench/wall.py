@@ -23,6 +23,7 @@ Supporting lines split the bytes into framework (Dash/React/Leaflet/plotly bundl
 and data (the map's URLs and Dash callback responses), so a budget miss says which side it is.
   wall_baseline_empty_map_s  the floor, measured in the same run: a bare Dash app with one empty dash-leaflet
                           map, navigation -> map drawn (the issue measured ~0.38 s on its machine)
+  wall_baseline_empty_map_bytes  that page's bytes on the wire: the framework floor (Dash + React + Leaflet)
   wall_district_ratio_vs_empty_map  wall_district_load_s / wall_baseline_empty_map_s
 Each load uses a fresh browser (cold cache); the median of --runs is printed.
 """
@@ -202,7 +203,7 @@ def empty_map_s(runs: int) -> float:
 
     app = dash.Dash(__name__, serve_locally=True, compress=True)
     app.layout = html.Div(dl.Map(center=[36.06, 120.38], zoom=13, children=[], style={"height": "100vh"}))
-    times = []
+    times, sizes = [], []
     with AppServer(app) as srv:
         for _ in range(runs + 1):  # the first load warms the server
             d = chrome(1920, 1080)
@@ -211,9 +212,12 @@ def empty_map_s(runs: int) -> float:
                 d.get(srv.url + "/")
                 wait_for(d, "window.__mapAt > 0", 60, 0.05)
                 times.append(d.execute_script("return window.__mapAt") / 1000.0)
+                settle(d)
+                b = d.execute_script(BYTES)
+                sizes.append(b["framework"] + b["data"])
             finally:
                 d.quit()
-    return statistics.median(times[1:])
+    return statistics.median(times[1:]), int(statistics.median(sizes[1:]))
 
 
 def main(argv=None) -> int:
@@ -225,8 +229,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     logging.disable(logging.WARNING)
 
-    base = empty_map_s(args.runs)
+    base, base_bytes = empty_map_s(args.runs)
     print(f"wall_baseline_empty_map_s = {base:.3f}")
+    print(f"wall_baseline_empty_map_bytes = {base_bytes}")
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_district:
             load_s = district(args, make_services(Path(tmp) / "district"))

@@ -366,10 +366,19 @@
       const fc = S.eventData[part];
       if (fc && fc.features.length && !W().eventPartDrawn[part]) {
         missing++;
-        setProps("map-events-" + part, { data: { type: "FeatureCollection", features: fc.features.slice() } });
+        setProps("map-events-" + part, { data: { type: "FeatureCollection", features: fc.features.slice() },
+                                         superClusterOptions: clusterOptions() });
       }
     });
     if (missing && round < 4) S.verifyTimer = setTimeout(function () { verifyParts(round + 1); }, 700);
+  }
+
+  // Markers are sized in vh, so a 4K wall draws them twice as large as 1080p: the clustering
+  // radius (in pixels) grows with them, or clusters would overlap one another.
+  function clusterOptions() {
+    const base = S.cfg.cluster || { radius: 56 };
+    const scale = Math.max(1, window.innerHeight / 1080);
+    return Object.assign({}, base, { radius: Math.round(base.radius * scale) });
   }
 
   // The open events, one clustered layer per part (a street on a district wall).
@@ -399,7 +408,7 @@
             const fc = S.decode(col);
             fc.features.forEach(function (f) { S.mainIds.add(f.properties.id); S.partOf[f.properties.id] = part; });
             S.eventData[part] = fc;
-            setProps("map-events-" + part, { data: fc, hideout: { gone: {}, st: {} } });
+            setProps("map-events-" + part, { data: fc, hideout: { gone: {}, st: {} }, superClusterOptions: clusterOptions() });
             S.mark("events " + part);
             finish();
           } });

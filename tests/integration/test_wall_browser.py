@@ -378,3 +378,17 @@ def test_wall020_workers_move_and_patrols_mark_coverage_live(city, server, brows
     dash = d.execute_script(f"return wallMap.grids['{unpatrolled.code}'].options.dashArray")
     assert dash
     assert severe_logs(d) == []
+
+
+def test_wall021_a_4k_wall_clusters_like_a_1080p_one(city, server, browser):
+    # Markers are sized in vh (twice as large at 4K) and the map zooms in a level; the clustering
+    # radius grows with them, so a 4K wall shows the same picture, not four times the clusters.
+    drawn = {}
+    for size in ((1920, 1080), (3840, 2160)):
+        d = browser(*size)
+        open_wall(d, server.url + "/wall")
+        time.sleep(0.5)
+        drawn[size[0]] = d.execute_script("return document.querySelectorAll('.evc, .ev').length")
+        assert severe_logs(d) == []
+    assert drawn[1920] > 3
+    assert drawn[3840] <= 1.5 * drawn[1920], drawn
