@@ -70,3 +70,34 @@ def test_seed012_history_cases_carry_real_times_not_the_seed_time(stack, make_se
     hi = hi if hi.tzinfo else hi.replace(tzinfo=timezone.utc)
     assert NOW - timedelta(days=3, hours=2) <= lo < NOW - timedelta(days=2)
     assert NOW - timedelta(days=1) < hi <= NOW
+
+
+def test_seed013_first_start_stores_the_history_unpushed_then_starts_the_live_feed(stack, make_services):
+    import threading
+    import time
+
+    from dashboard.feed.contract import DELTAS
+    from dashboard.feed.deltas import decode
+    from dashboard.server import start_background
+
+    svc = make_services(*stack, sim_rate=0.005)
+    svc.settings = svc.settings.replace(demo=True)  # the simulator follows the history, as in a demo
+    upsert_small_district(svc.engine)
+    stop = threading.Event()
+    threads = start_background(svc, stop, history_days=2)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not _counts(svc.engine)["positions"]:
+            time.sleep(0.2)  # positions come only from the live simulator, after the history
+        c = _counts(svc.engine)
+        assert c["positions"] > 0 and c["events"] > 50
+        pushed = [d for _sid, f in svc.redis.xrange(DELTAS) for d in decode(f[b"d"])]
+        assert any(d["k"] == "position" for d in pushed)  # the live feed is pushed ...
+        # ... the history is not: unpushed, it would be a delta per report and per step (the live
+        # simulator may move an old case on by now, a few deltas at most)
+        assert len([d for d in pushed if d["k"] == "event"]) < c["events"] / 4
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(15)
+    assert not any(t.is_alive() for t in threads)
