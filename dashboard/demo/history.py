@@ -8,8 +8,9 @@ its messages through the same path as the live feed: XADD to the stream, the
 consumer group validates and applies them once each. Cases still open at the
 end are what the live simulator then carries on (``Recovered``).
 
-It goes a day at a time and consumes each day before generating the next, so
-the stream never holds more than one day of history.
+It goes a day at a time, consuming each day and trimming what was acknowledged
+before generating the next, so the stream never holds much more than a day of
+history (the store is the record; the stream only carries it there).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from ..feed.simulate import Generator, World
 log = logging.getLogger(__name__)
 
 SEED_OFFSET = 1  # the history's random stream differs from the live simulator's of the same seed
+KEEP_IN_STREAM = 20_000  # acknowledged history left in the stream after each day
 
 
 def backfill(services, days: int, *, seed: int | None = None, rate: float | None = None,
@@ -44,7 +46,8 @@ def backfill(services, days: int, *, seed: int | None = None, rate: float | None
     gen = Generator(World.load(services.engine), seed=(s.demo_seed if seed is None else seed) + SEED_OFFSET,
                     start=start, rate=s.sim_rate if rate is None else rate, speed=1.0, tz=s.timezone,
                     positions=False)
-    consumer = Consumer(services, name="history-backfill", batch=2000, push=False, stop_event=stop_event)
+    consumer = Consumer(services, name="history-backfill", batch=2000, push=False, stop_event=stop_event,
+                        stream_maxlen=KEEP_IN_STREAM)
     published = 0
     bar = tqdm(total=days, unit="day", disable=not progress, desc="history")
     t = start
@@ -58,6 +61,8 @@ def backfill(services, days: int, *, seed: int | None = None, rate: float | None
             pipe.execute()
         published += len(msgs)
         consumer.run(burst=True)
+        while consumer.trim():  # never past what a group has not acknowledged
+            pass
         bar.update(1)
     bar.close()
     stats = {"days": days, "published": published, "stopped": t < now, **dict(gen.counts),

@@ -101,3 +101,15 @@ def test_seed013_first_start_stores_the_history_unpushed_then_starts_the_live_fe
         for t in threads:
             t.join(15)
     assert not any(t.is_alive() for t in threads)
+
+
+def test_seed014_acknowledged_history_is_trimmed_from_the_stream(stack, make_services, monkeypatch):
+    from dashboard.demo import history
+
+    monkeypatch.setattr(history, "KEEP_IN_STREAM", 1000)
+    svc = make_services(*stack, sim_rate=0.005)
+    upsert_small_district(svc.engine)
+    stats = backfill(svc, 3, now=NOW)
+    assert stats["published"] > 3000
+    assert svc.redis.xlen(STREAM) <= 1000  # the store holds it all; the stream only carried it
+    assert _counts(svc.engine)["ledger"] == stats["published"]
