@@ -11,6 +11,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "wall_feed_lost": ("连接中断 · 正在重连", "Feed disconnected · reconnecting"),
     "wall_feed_lag": ("积压", "lag"),
     "wall_feed_last": ("最新", "last"),
+    "wall_feed_history": ("正在回填历史", "loading history"),
+    "wall_feed_days": ("天", "days"),
     "wall_ticker": ("最新事件", "Newest events"),
     "wall_panels_pending": ("指标面板加载中", "Panels loading"),
     "map_back": ("返回上级", "Back"),

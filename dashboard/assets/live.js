@@ -256,6 +256,7 @@
   function health(h) {
     if (h.error) { setFeed(false, String(h.error)); return; }
     const parts = [];
+    if (h.history) parts.push(ui("wall_feed_history") + " " + h.history + " " + ui("wall_feed_days"));
     const lag = h.lag !== undefined ? h.lag : h.pending;
     if (lag !== undefined && lag !== null) parts.push(ui("wall_feed_lag") + " " + lag);
     const last = h.last_message_at || h.last_at || h.last;

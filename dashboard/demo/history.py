@@ -18,9 +18,11 @@ import logging
 import time
 from datetime import datetime, timedelta, timezone
 
+import redis
 from tqdm import tqdm
 
 from ..feed.consumer import Consumer
+from ..feed.contract import HEALTH
 from ..feed.publish import publish
 from ..feed.simulate import Generator, World
 
@@ -51,21 +53,35 @@ def backfill(services, days: int, *, seed: int | None = None, rate: float | None
     published = 0
     bar = tqdm(total=days, unit="day", disable=not progress, desc="history")
     t = start
-    while t < now and not (stop_event is not None and stop_event.is_set()):
-        t = min(t + timedelta(days=1), now)
-        msgs = gen.advance(t)
-        for i in range(0, len(msgs), 1000):
-            pipe = services.redis.pipeline(transaction=False)
-            for m in msgs[i:i + 1000]:
-                publish(pipe, m)
-            pipe.execute()
-        published += len(msgs)
-        consumer.run(burst=True)
-        while consumer.trim():  # never past what a group has not acknowledged
-            pass
-        bar.update(1)
-    bar.close()
+    done = 0
+    try:
+        while t < now and not (stop_event is not None and stop_event.is_set()):
+            # the wall's header says why its figures are still moving (feed health, read by every screen)
+            services.redis.hset(HEALTH, "history", f"{done}/{days}")
+            t = min(t + timedelta(days=1), now)
+            published += _feed_day(services, gen, consumer, t)
+            done += 1
+            bar.update(1)
+    finally:
+        bar.close()
+        try:
+            services.redis.hdel(HEALTH, "history")
+        except redis.RedisError:  # Redis went away: the field goes with the next start's backfill
+            log.warning("could not clear the history progress from the feed health")
     stats = {"days": days, "published": published, "stopped": t < now, **dict(gen.counts),
              "dead_letters": consumer.stats.get("dead", 0), "s": round(time.perf_counter() - started, 1)}
     log.info("history backfilled", extra=stats)
     return stats
+
+
+def _feed_day(services, gen: Generator, consumer: Consumer, until: datetime) -> int:
+    msgs = gen.advance(until)
+    for i in range(0, len(msgs), 1000):
+        pipe = services.redis.pipeline(transaction=False)
+        for m in msgs[i:i + 1000]:
+            publish(pipe, m)
+        pipe.execute()
+    consumer.run(burst=True)
+    while consumer.trim():  # never past what a group has not acknowledged
+        pass
+    return len(msgs)

@@ -75,6 +75,7 @@ def read_health(r: redis.Redis) -> dict:
         "last_message_age_s": age,
         "consumers": sorted(consumers),
         "group": g is not None,
+        "history": h.get("history") or None,  # "done/days" while the demo's history is fed
     }
 
 

@@ -113,3 +113,21 @@ def test_seed014_acknowledged_history_is_trimmed_from_the_stream(stack, make_ser
     assert stats["published"] > 3000
     assert svc.redis.xlen(STREAM) <= 1000  # the store holds it all; the stream only carried it
     assert _counts(svc.engine)["ledger"] == stats["published"]
+
+
+def test_seed015_every_screen_is_told_the_history_is_loading(stack, make_services, monkeypatch):
+    from dashboard.demo import history
+    from dashboard.feed.health import read_health
+
+    svc = make_services(*stack, sim_rate=0.005)
+    upsert_small_district(svc.engine)
+    seen = []
+    feed_day = history._feed_day
+
+    def spy(*args):
+        seen.append(read_health(svc.redis)["history"])  # what the SSE ping carries to the header
+        return feed_day(*args)
+    monkeypatch.setattr(history, "_feed_day", spy)
+    backfill(svc, 3, now=NOW)
+    assert seen == ["0/3", "1/3", "2/3"]
+    assert read_health(svc.redis)["history"] is None  # done: the header says nothing more
