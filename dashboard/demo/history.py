@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ..feed.consumer import Consumer
 from ..feed.contract import HEALTH
-from ..feed.publish import publish
+from ..feed.publish import publish_all
 from ..feed.simulate import Generator, World
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def backfill(services, days: int, *, seed: int | None = None, rate: float | None
     try:
         while t < now and not (stop_event is not None and stop_event.is_set()):
             # the wall's header says why its figures are still moving (feed health, read by every screen)
-            services.redis.hset(HEALTH, "history", f"{done}/{days}")
+            services.redis.hset(HEALTH, mapping={"history": f"{done}/{days}", "history_at": time.time()})
             t = min(t + timedelta(days=1), now)
             published += _feed_day(services, gen, consumer, t)
             done += 1
@@ -65,8 +65,8 @@ def backfill(services, days: int, *, seed: int | None = None, rate: float | None
     finally:
         bar.close()
         try:
-            services.redis.hdel(HEALTH, "history")
-        except redis.RedisError:  # Redis went away: the field goes with the next start's backfill
+            services.redis.hdel(HEALTH, "history", "history_at")
+        except redis.RedisError:  # Redis went away: read_health ignores progress not renewed for a while
             log.warning("could not clear the history progress from the feed health")
     stats = {"days": days, "published": published, "stopped": t < now, **dict(gen.counts),
              "dead_letters": consumer.stats.get("dead", 0), "s": round(time.perf_counter() - started, 1)}
@@ -77,10 +77,7 @@ def backfill(services, days: int, *, seed: int | None = None, rate: float | None
 def _feed_day(services, gen: Generator, consumer: Consumer, until: datetime) -> int:
     msgs = gen.advance(until)
     for i in range(0, len(msgs), 1000):
-        pipe = services.redis.pipeline(transaction=False)
-        for m in msgs[i:i + 1000]:
-            publish(pipe, m)
-        pipe.execute()
+        publish_all(services.redis, msgs[i:i + 1000])
     consumer.run(burst=True)
     while consumer.trim():  # never past what a group has not acknowledged
         pass

@@ -32,6 +32,9 @@ def _group_info(raw) -> dict | None:
     return None
 
 
+HISTORY_STALE_S = 120.0  # a day of history takes a few seconds to feed
+
+
 def read_health(r: redis.Redis) -> dict:
     """Lag, pending, rate (msgs/s over the last minute), dead letters, last message time, consumers."""
     pipe = r.pipeline(transaction=False)
@@ -75,8 +78,18 @@ def read_health(r: redis.Redis) -> dict:
         "last_message_age_s": age,
         "consumers": sorted(consumers),
         "group": g is not None,
-        "history": h.get("history") or None,  # "done/days" while the demo's history is fed
+        "history": _history_progress(h, now),
     }
+
+
+def _history_progress(h: dict, now: float) -> str | None:
+    """"done/days" while the demo's history is fed; a value not renewed for HISTORY_STALE_S is left
+    by a process that died mid-way and says nothing (the next start does not resume it)."""
+    try:
+        fresh = now - float(h.get("history_at") or 0) < HISTORY_STALE_S
+    except ValueError:
+        fresh = False
+    return h.get("history") if fresh and h.get("history") else None
 
 
 class RateMeter:

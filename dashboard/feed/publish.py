@@ -18,6 +18,15 @@ def publish(r: redis.Redis, message) -> str:
     return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
 
 
+def publish_all(r: redis.Redis, messages) -> int:
+    """Validate and add ``messages`` in one round trip (a pipeline); all or, on a Redis error, unknown."""
+    pipe = r.pipeline(transaction=False)
+    for m in messages:
+        publish(pipe, m)
+    pipe.execute()
+    return len(messages)
+
+
 def publish_raw(r: redis.Redis, payload: bytes | str) -> str:
     """Add an unvalidated payload (tests and replay tools: the consumer must cope)."""
     entry_id = r.xadd(STREAM, {"m": payload})

@@ -49,7 +49,7 @@ from ..domain import CATEGORIES, OPEN_STATES, PATROL_CHECKLIST, label
 from ..store.regions import load_regions
 from ..store.schema import building, event, hazard, staff
 from .contract import STREAM, parse
-from .publish import publish
+from .publish import publish_all
 
 log = logging.getLogger(__name__)
 
@@ -714,10 +714,7 @@ class Simulator:
     def _flush(self, backlog: deque, batch: int = 500) -> None:
         while backlog:
             chunk = [backlog[i] for i in range(min(batch, len(backlog)))]
-            pipe = self.redis.pipeline(transaction=False)
-            for m in chunk:
-                publish(pipe, m)
-            pipe.execute()
+            publish_all(self.redis, chunk)
             for _ in chunk:
                 backlog.popleft()
             self.published += len(chunk)

@@ -131,3 +131,16 @@ def test_seed015_every_screen_is_told_the_history_is_loading(stack, make_service
     backfill(svc, 3, now=NOW)
     assert seen == ["0/3", "1/3", "2/3"]
     assert read_health(svc.redis)["history"] is None  # done: the header says nothing more
+
+
+def test_seed016_progress_left_by_a_dead_process_is_not_shown(stack, make_services):
+    import time
+
+    from dashboard.feed.contract import HEALTH
+    from dashboard.feed.health import read_health
+
+    svc = make_services(*stack)
+    svc.redis.hset(HEALTH, mapping={"history": "7/30", "history_at": time.time()})
+    assert read_health(svc.redis)["history"] == "7/30"
+    svc.redis.hset(HEALTH, "history_at", time.time() - 600)  # killed mid-way ten minutes ago
+    assert read_health(svc.redis)["history"] is None
