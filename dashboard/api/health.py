@@ -21,6 +21,9 @@ def check(services) -> tuple[dict, bool]:
     except Exception as exc:  # noqa: BLE001
         out["database"] = f"error: {exc.__class__.__name__}: {exc}"
         ok = False
+    from .live import OPEN_PAGES
+
+    out["live_pages"] = len(OPEN_PAGES.snapshot())  # this process's open SSE streams
     if out["redis"] == "ok":
         from ..feed.health import read_health
 

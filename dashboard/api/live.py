@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 
 from flask import Response, jsonify, request
@@ -37,6 +38,33 @@ CLIENT_NAME = "grid-sse"  # CLIENT LIST shows one per open page
 BLOCK_MS = 2000
 STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$|^\d{1,20}$")
 SCOPE = re.compile(r"^\d{6,24}$")
+
+
+class OpenPages:
+    """The Redis client id (of its first connection) and scope of every open page in this process.
+
+    /healthz reports the count, and tests ask Redis about these exact ids
+    (CLIENT LIST ID), rather than guessing which of a shared server's clients is ours.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._pages: dict[int, str] = {}
+
+    def add(self, client_id: int, scope: str | None) -> None:
+        with self._lock:
+            self._pages[client_id] = scope or ""
+
+    def discard(self, client_id: int | None) -> None:
+        with self._lock:
+            self._pages.pop(client_id, None)
+
+    def snapshot(self) -> dict[int, str]:
+        with self._lock:
+            return dict(self._pages)
+
+
+OPEN_PAGES = OpenPages()
 
 
 def _s(v) -> str:
@@ -96,7 +124,10 @@ def stream(services, scope: str | None, since: str | None, *, max_seconds: float
     r = services.new_redis(socket_timeout=BLOCK_MS / 1000 + 10, socket_connect_timeout=5,
                            client_name=CLIENT_NAME)
     started = time.monotonic()
+    client_id = None
     try:
+        client_id = int(r.client_id())
+        OPEN_PAGES.add(client_id, scope)
         cursor = since if since else last_id(r)
         yield "retry: 1000\n\n"
         yield sse("hello", {"last": cursor, "scope": scope or ""}, id=cursor)
@@ -140,6 +171,7 @@ def stream(services, scope: str | None, since: str | None, *, max_seconds: float
             if skipped is not None:  # nothing in scope: still move the browser's resume point
                 yield sse(comment="skip", id=skipped)
     finally:
+        OPEN_PAGES.discard(client_id)
         r.close()
 
 

@@ -10,7 +10,7 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
-from dashboard.api import live
+from dashboard.api import health, live
 from dashboard.feed.consumer import Consumer
 from dashboard.feed.contract import DELTAS
 from dashboard.feed.deltas import decode
@@ -182,25 +182,30 @@ def test_feed053_default_start_is_now_and_a_new_delta_arrives(svc):
 
 def test_feed054_closing_the_page_closes_its_redis_connection(svc):
     r = svc.redis
-
-    def sse_clients() -> set[str]:
-        return {c["id"] for c in r.client_list() if c.get("name") == live.CLIENT_NAME}
-
-    before = sse_clients()
+    before = set(live.OPEN_PAGES.snapshot())
     server, thread = _serve(svc)
     url = f"http://127.0.0.1:{server.server_port}/api/v1/live"
     try:
-        resp = requests.get(url, stream=True, timeout=10)
-        next(resp.iter_content(chunk_size=None))
-        end = time.monotonic() + 5  # CLIENT LIST on a busy shared server can trail the connect
-        while not (mine := sse_clients() - before) and time.monotonic() < end:
-            time.sleep(0.05)
-        assert len(mine) == 1  # one Redis connection per open page
+        resp = requests.get(url, params={"scope": F.STREET}, stream=True, timeout=10)
+        # Hold the iterator: a dropped one closes the HTTP connection as it is collected.
+        body = resp.iter_content(chunk_size=None)
+        next(body)  # the stream has connected by its first byte
+        mine = {cid: scope for cid, scope in live.OPEN_PAGES.snapshot().items() if cid not in before}
+        assert list(mine.values()) == [F.STREET]  # one Redis connection per open page
+        (cid,) = mine
+        seen = r.client_list(client_id=[cid])  # asked of the server by id: a shared server has others
+        assert [c["name"] for c in seen] == [live.CLIENT_NAME], seen
+        assert health.check(svc)[0]["live_pages"] >= 1  # /healthz counts the open pages
+        got = b""
+        while got.count(b"event: ping") < 2:  # two heartbeats later the open page still holds it
+            got += next(body)
+        assert r.client_list(client_id=[cid])
         resp.close()
         end = time.monotonic() + 8  # noticed at the next write: a heartbeat at most 2 s away
-        while time.monotonic() < end and mine & sse_clients():
+        while time.monotonic() < end and r.client_list(client_id=[cid]):
             time.sleep(0.1)
-        assert not mine & sse_clients()
+        assert r.client_list(client_id=[cid]) == []
+        assert cid not in live.OPEN_PAGES.snapshot()
     finally:
         server.shutdown()
         thread.join(5)
