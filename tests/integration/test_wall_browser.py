@@ -348,6 +348,42 @@ def test_wall016_lost_feed_shows_banner_and_catches_up(city, browser, tmp_path):
         app.stop()
 
 
+def test_wall019_page_recovers_after_redis_restarts(make_services, browser, tmp_path):
+    """Redis itself goes away under an open wall (not the web server): the page says so, then catches up."""
+    from dashboard.feed.publish import publish
+    from dashboard.redis_server import EmbeddedRedis
+
+    redis_server = EmbeddedRedis(tmp_path / "redis", appendonly=True).start()
+    try:
+        svc = make_services(f"sqlite:///{tmp_path / 'restart.db'}", redis_server.url)
+        city = build_city(svc)
+        grid = next(r for r in city.rows if r.level == "grid" and r.code.startswith(STREET))
+        c = grid.geom.representative_point()
+        with AppServer(create_app(svc.settings, svc)) as srv:
+            d = browser()
+            open_wall(d, srv.url + "/wall")
+            wait_for(d, "document.querySelector('#feed-status.feed-ok')", 10)
+            publish(svc.redis, report("before-001", c.x, c.y, level=3, urgent=False, text="重启前上报"))
+            consume(svc)
+            wait_for(d, "document.querySelector('#wall-ticker li[data-ev=\"before-001\"]')", 10)
+            d.execute_script("window.__marker = Date.now()")
+            redis_server.stop()  # the feed's server goes down; the web server stays up
+            wait_for(d, "!document.getElementById('feed-banner').hidden", 8)
+            assert "feed-lost" in d.find_element(By.ID, "feed-status").get_attribute("class")
+            redis_server.start()  # same data: the stream and the consumer group come back
+            publish(svc.redis, report("after-001", c.x, c.y, level=3, urgent=False, text="重启后上报"))
+            consume(svc)
+            wait_for(d, "document.getElementById('feed-banner').hidden", 20)
+            wait_for(d, "document.querySelector('#wall-ticker li[data-ev=\"after-001\"]')", 10)
+            wait_for(d, "document.querySelector('.leaflet-marker-pane [data-ev=\"after-001\"]')", 10)
+            assert d.execute_script("return window.__marker") is not None  # caught up without a reload
+            # before-001 is not shown twice: the resume point was kept across the outage
+            assert len(d.find_elements(By.CSS_SELECTOR, '#wall-ticker li[data-ev="before-001"]')) == 1
+            assert severe_logs(d) == []
+    finally:
+        redis_server.stop()
+
+
 def test_wall020_workers_move_and_patrols_mark_coverage_live(city, server, browser):
     from dashboard.feed.publish import publish
 
