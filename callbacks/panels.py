@@ -36,6 +36,11 @@ RENDER_KEEP_S = 300.0  # forget the components of a scope no wall has shown for 
 TTL_S = 1.0
 SLOW_TTL_S = 30.0  # 30-day windows barely move in 30 s; today's figures stay live
 SCOPE_RE = re.compile(r"^\d{6,24}$")
+# Charts whose tick-to-tick change is a sliver of today's bar are resent at most this
+# often (seconds) once a page shows them: each resend is dozens of components for the
+# browser to reconcile, on every open wall, while live events wait behind it.
+SLOW_PARTS = {"trend7": 10.0, "trend30": 30.0}
+SENT = "_sent"  # in a page's PANEL_HASHES: its scope|lang and when each slow part was last sent (epoch s)
 
 def parse_query(search: str | None, default_lang: str) -> tuple[str | None, str, str | None]:
     """(scope, lang, bad_scope): bad_scope is the raw text when the scope is not a region code."""
@@ -140,9 +145,23 @@ def render(services, search: str | None, now: datetime | None = None, tick=None,
         log.exception("wall figures failed", extra={"scope": scope})
         return _empty(panels.message(t("panel_error", lang), "error"))
     seen = seen or {}
-    out = {name: no_update if seen.get(name) == h else body for name, (h, body) in parts.items()}
+    now_s = now.timestamp() if now is not None else time.time()
+    page = f"{scope or ''}|{lang}"
+    sent = dict(seen.get(SENT) or {})
+    if sent.get("page") != page:  # another scope or language is another page: nothing is held
+        sent = {"page": page}
+    out, hashes = {}, {}
+    for name, (h, body) in parts.items():
+        held = (name in SLOW_PARTS and name in sent and seen.get(name) != h
+                and now_s - sent[name] < SLOW_PARTS[name])
+        if seen.get(name) == h or held:
+            out[name], hashes[name] = no_update, seen[name]  # a held part keeps its old hash: sent later
+        else:
+            out[name], hashes[name] = body, h
+            if name in SLOW_PARTS:
+                sent[name] = now_s
+    hashes[SENT] = sent
     updated = panels.updated_text(data, lang)
-    hashes = {name: h for name, (h, _) in parts.items()}
     hashes["updated"] = hashlib.blake2b(updated.encode(), digest_size=8).hexdigest()
     out["updated"] = no_update if seen.get("updated") == hashes["updated"] else updated
     out["hashes"] = no_update if hashes == seen else hashes

@@ -190,21 +190,22 @@ def register(app, services) -> None:
     PAGES["/"] = wall_page
     PAGES["/wall"] = wall_page
 
-    @app.callback(Output(ids.MAP_VALUES, "data"), Input(ids.LIVE_TICK, "data"),
+    @app.callback(Output(ids.MAP_VALUES, "data"), Output(ids.MAP_BREAKS, "data"), Input(ids.LIVE_TICK, "data"),
                   Input(ids.MAP_REFRESH, "n_intervals"), State(ids.WALL_CONFIG, "data"),
-                  prevent_initial_call=True)
-    def refresh_values(tick, _n, cfg):
+                  State(ids.MAP_BREAKS, "data"), prevent_initial_call=True)
+    def refresh_values(tick, _n, cfg, breaks):
         if not cfg:
-            return no_update
-        return shared_measures(services, cfg.get("scope") or "", fresh_after_ms=tick_time_ms(tick))
+            return no_update, no_update
+        values = shared_measures(services, cfg.get("scope") or "", fresh_after_ms=tick_time_ms(tick))
+        # the legend is rebuilt only when its breaks move, not on every tick
+        return values, (values.get("breaks") if values.get("breaks") != breaks else no_update)
 
     @app.callback(Output(ids.MAP_LEGEND, "children"), Input(ids.MAP_MEASURE, "value"),
-                  Input(ids.MAP_VALUES, "data"), State(ids.WALL_CONFIG, "data"), prevent_initial_call=True)
-    def refresh_legend(measure, values, cfg):
+                  Input(ids.MAP_BREAKS, "data"), State(ids.WALL_CONFIG, "data"), prevent_initial_call=True)
+    def refresh_legend(measure, breaks, cfg):
         if not cfg:
             return no_update
-        breaks = (values or {}).get("breaks") or cfg.get("breaks") or {}
-        return legend(measure or "open", breaks, cfg.get("lang", "zh"))
+        return legend(measure or "open", breaks or cfg.get("breaks") or {}, cfg.get("lang", "zh"))
 
     app.clientside_callback(ClientsideFunction("wallLive", "start"), Output(ids.MAP_INIT, "data"),
                             Input(ids.WALL_CONFIG, "data"))

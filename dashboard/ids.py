@@ -31,6 +31,7 @@ MAP_FACILITIES = "map-facilities"
 MAP_MEASURE = "map-measure"
 MAP_VALUES = "map-values"            # Store: per-grid measure arrays (grid-code order)
 MAP_LEGEND = "map-legend"
+MAP_BREAKS = "map-breaks"            # Store: the legend's class breaks, set only when they change
 MAP_BACK = "map-back"
 MAP_CRUMBS = "map-crumbs"
 MAP_INFO = "map-info"

@@ -45,6 +45,7 @@ def wall_layout(cfg: dict, lang: str, panels: dict | None = None, shown: tuple[s
         dcc.Store(id=ids.WALL_CONFIG, data=cfg),
         dcc.Store(id=ids.LIVE_TICK, data={"n": 0, "at": 0}),
         dcc.Store(id=ids.MAP_VALUES),
+        dcc.Store(id=ids.MAP_BREAKS, data=cfg.get("breaks")),
         dcc.Store(id=ids.MAP_INIT),
         dcc.Interval(id=ids.MAP_REFRESH, interval=30_000),
         *(dcc.Store(id=sink) for sink in ids.MAP_SINKS),

@@ -209,7 +209,7 @@ def test_kpi025_callback_render(engine, big_world, make_services, tmp_path):
     out = render(svc, "?scope=370202002&lang=en", NOW)
     assert tile_values(out["header"])["reported"] == "1"  # street B only: the petition
     assert out["updated"].startswith("Updated ")
-    assert set(out["hashes"]) == {"header", "updated", *panels.LEFT, *panels.RIGHT}
+    assert set(out["hashes"]) == {"header", "updated", *panels.LEFT, *panels.RIGHT, "_sent"}
     level_rows = dict(bar_rows(panels.section("level", out["level"]), "level"))
     assert level_rows[label("event_level", 1, "en")] == "1"
     bad = render(svc, "?scope=x1", NOW)
@@ -239,9 +239,18 @@ def test_kpi028_unchanged_panels_are_not_resent(engine, make_services):
                                                        category="safety", level=1, source="hotline_12345")])
     later = render(svc, f"?scope={STREET_A}", NOW, seen=seen)
     changed = {k for k in ("header", *panels.LEFT, *panels.RIGHT) if later[k] is not no_update}
-    assert changed == {"header", "level", "category", "source", "trend7", "trend30", "ranking"}
+    # the trends changed too, but by a sliver of today's bar: held back within their interval
+    assert changed == {"header", "level", "category", "source", "ranking"}
     assert tile_values(later["header"])["reported"] == "2"
     assert later["hashes"] is not no_update and later["hashes"]["staff"] == seen["staff"]
+    assert later["hashes"]["trend7"] == seen["trend7"]  # still owed to the page
+    seen = later["hashes"]
+    held = render(svc, f"?scope={STREET_A}", NOW + timedelta(seconds=9), seen=seen)
+    assert held["trend7"] is no_update and held["trend30"] is no_update
+    due = render(svc, f"?scope={STREET_A}", NOW + timedelta(seconds=11), seen=held["hashes"] if held["hashes"] is not no_update else seen)
+    assert due["trend7"] is not no_update and due["trend30"] is no_update  # 10 s for 7 days, 30 s for 30
+    later30 = render(svc, f"?scope={STREET_A}", NOW + timedelta(seconds=31), seen=due["hashes"])
+    assert later30["trend30"] is not no_update
 
 
 def test_kpi029_components_built_once_per_scope_and_language(engine, make_services):
