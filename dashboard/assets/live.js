@@ -124,6 +124,7 @@
     clearInterval(S.clockTimer); clearInterval(S.watchdog); clearInterval(S.pollTimer); clearTimeout(S.rotateTimer);
     clearTimeout(S.tickTimer); clearTimeout(S.flyTimer); clearTimeout(S.retryTimer); clearTimeout(S.mainTimer); clearTimeout(S.verifyTimer);
     S.mainTimer = null;
+    S.tickTimer = null; S.tickPending = false;  // a cleared timer must not read as running: ticks would stop
   };
 
   function afterFirstPaint() {
@@ -233,11 +234,13 @@
   function clock() {
     const box = document.getElementById("wall-clock");
     if (!box || !S.cfg) return;
-    const now = new Date();
-    const f = new Intl.DateTimeFormat(S.cfg.lang === "en" ? "en-GB" : "zh-CN", {
-      timeZone: S.cfg.tz, year: "numeric", month: "2-digit", day: "2-digit", weekday: "short",
-      hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
-    box.textContent = f.format(now);
+    const key = S.cfg.lang + "|" + S.cfg.tz;
+    if (!S.clockFmt || S.clockFmt.key !== key) {
+      S.clockFmt = { key: key, f: new Intl.DateTimeFormat(S.cfg.lang === "en" ? "en-GB" : "zh-CN", {
+        timeZone: S.cfg.tz, year: "numeric", month: "2-digit", day: "2-digit", weekday: "short",
+        hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false }) };
+    }
+    box.textContent = S.clockFmt.f.format(new Date());
   }
 
   function ui(key) { return W().lab("ui", key); }
@@ -533,16 +536,22 @@
   };
 
   // LIVE_TICK: the panels and the choropleth recompute from the store, at most once a second.
+  // A tick carries the commit time of the newest delta the page has heard (its stream id, the
+  // feed's own clock, not the wall PC's): the server answers with figures computed after that
+  // commit, so one computation serves every wall that heard the same deltas. (Ticks are not
+  // aligned across walls on purpose: spread out, their renders do not all land at once.)
   function tick() {
     if (S.tickTimer) { S.tickPending = true; return; }
-    // The server answers a tick with figures computed after its time (it recomputes a shared
-    // result that is older), so one tick per window is enough; deltas that arrive within the
-    // window are announced by one trailing tick.
-    setProps("live-tick", { data: { n: S.count, at: Date.now() } });
+    setProps("live-tick", { data: { n: S.count, at: heardAt() } });
     S.tickTimer = setTimeout(function () {
       S.tickTimer = null;
       if (S.tickPending) { S.tickPending = false; tick(); }
     }, Math.max(1000, (S.cfg && S.cfg.tick_ms) || 1000));
+  }
+
+  function heardAt() {
+    const ms = S.lastId ? parseInt(String(S.lastId).split("-")[0], 10) : NaN;
+    return isNaN(ms) || ms <= 0 ? Date.now() : ms;
   }
 
   // --- ticker and attention ----------------------------------------------------------------------

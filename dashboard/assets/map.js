@@ -57,14 +57,23 @@
   W.lab = lab;
   function ui(key) { return lab("ui", key) || key; }
 
+  // Building an Intl.DateTimeFormat costs far more than using one: keep one per (language, zone, shape).
+  const formats = {};
   W.fmtTime = function (epochS, withDate, withSeconds) {
     if (epochS === null || epochS === undefined || epochS === "") return "";
     const d = new Date(typeof epochS === "number" ? epochS * 1000 : epochS);
     if (isNaN(d)) return "";
-    const opts = { timeZone: (W.cfg && W.cfg.tz) || "Asia/Shanghai", hour: "2-digit", minute: "2-digit", hour12: false };
-    if (withDate) { opts.month = "2-digit"; opts.day = "2-digit"; }
-    if (withSeconds) opts.second = "2-digit";
-    return new Intl.DateTimeFormat((W.cfg && W.cfg.lang) === "en" ? "en-GB" : "zh-CN", opts).format(d);
+    const tz = (W.cfg && W.cfg.tz) || "Asia/Shanghai";
+    const locale = (W.cfg && W.cfg.lang) === "en" ? "en-GB" : "zh-CN";
+    const key = locale + "|" + tz + "|" + (withDate ? 1 : 0) + (withSeconds ? 1 : 0);
+    let f = formats[key];
+    if (!f) {
+      const opts = { timeZone: tz, hour: "2-digit", minute: "2-digit", hour12: false };
+      if (withDate) { opts.month = "2-digit"; opts.day = "2-digit"; }
+      if (withSeconds) opts.second = "2-digit";
+      f = formats[key] = new Intl.DateTimeFormat(locale, opts);
+    }
+    return f.format(d);
   };
 
   W.chain = function (code) {
