@@ -313,6 +313,32 @@ def test_wall015_stream_event_appears_on_map_counters_and_ticker(city, server, b
     assert severe_logs(d) == []
 
 
+def test_wall022_counters_keep_following_the_feed_after_a_scope_change(city, server, browser):
+    # A scope change restarts the live client while a tick's throttle window may be open;
+    # the restart must not leave that window looking open for ever (the counters would freeze).
+    from dashboard.feed.publish import publish
+
+    d = browser()
+    open_wall(d, server.url + "/wall")
+    wait_for(d, "document.querySelector('#feed-status.feed-ok')", 10)
+    d.execute_script("wallLive.tickTimer = setTimeout(function () {}, 600000)")  # a window in flight
+    d.execute_script(f"window.dash_clientside.set_props('url', {{search: '?scope={STREET}'}})")
+    wait_for(d, f"document.getElementById('map-crumbs').dataset.code === '{STREET}'", 10)
+    wait_for(d, "document.querySelector('#feed-status.feed-ok')", 10)
+    wait_for(d, "document.querySelector('[data-kpi=\"reported\"] .pn-value')", 10)
+    time.sleep(0.5)  # the scope change's own refresh has answered
+    before = int(kpi_value(d, "reported").replace(",", ""))
+    grid = next(r for r in city.rows if r.level == "grid" and r.code.startswith(STREET))
+    c = grid.geom.representative_point()
+    publish(city.svc.redis, report("scope-001", c.x, c.y, level=3, urgent=False, text="切换范围后上报"))
+    consume(city.svc)
+    wait_for(d, "document.querySelector('#wall-ticker li[data-ev=\"scope-001\"]')", 10)
+    # well inside the 15 s panel refresh: it is the live tick that moved the counter
+    wait_for(d, "document.querySelector('[data-kpi=\"reported\"] .pn-value').textContent.replace(',', '')"
+                f" == '{before + 1}'", 8)
+    assert severe_logs(d) == []
+
+
 def test_wall016_lost_feed_shows_banner_and_catches_up(city, browser, tmp_path):
     from dashboard.feed.publish import publish
 
