@@ -121,31 +121,35 @@ def run_consumer(engine, r, messages, batch: int) -> float:
     return len(messages) / dt
 
 
-def run_bare(engine, r, messages, batch: int) -> float:
-    """The floor: read, decode, insert, ack; no validation, placing, ledger or deltas."""
+def drain(engine, table, r, messages, batch: int, row) -> float:
+    """A bare loop: XREADGROUP, decode, ``row(message)``, Core insert, XACK; events per second."""
     load(r, messages)
-    now = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     while True:
         resp = r.xreadgroup(GROUP, "bare", {STREAM: ">"}, count=batch)
         if not resp:
             break
         entries = resp[0][1]
-        rows = []
-        for _sid, fields in entries:
-            m = orjson.loads(fields[b"m"])
-            at = datetime.fromisoformat(m["occurred_at"])
-            rows.append({"id": m["event_id"], "grid_code": m["region_code"], "category": m["category"],
-                         "subcategory": m["subcategory"], "level": 2, "urgent": False, "state": "reported",
-                         "source": m["source"], "lon": m["location"]["lon"], "lat": m["location"]["lat"],
-                         "address": m["address"], "description": m["description"], "reporter": m["actor"]["id"],
-                         "occurred_at": at, "reported_at": at, "escalations": 0, "reopened": 0, "last_seq": 1,
-                         "updated_at": now})
+        rows = [row(orjson.loads(fields[b"m"])) for _sid, fields in entries]
         with engine.begin() as conn:
-            conn.execute(event.insert(), rows)
+            conn.execute(table.insert(), rows)
         r.xack(STREAM, GROUP, *[sid for sid, _ in entries])
-    dt = time.perf_counter() - t0
-    return len(messages) / dt
+    return len(messages) / (time.perf_counter() - t0)
+
+
+def run_bare(engine, r, messages, batch: int) -> float:
+    """The floor: read, decode, insert, ack; no validation, placing, ledger or deltas."""
+    now = datetime.now(timezone.utc)
+
+    def row(m):
+        at = datetime.fromisoformat(m["occurred_at"])
+        return {"id": m["event_id"], "grid_code": m["region_code"], "category": m["category"],
+                "subcategory": m["subcategory"], "level": 2, "urgent": False, "state": "reported",
+                "source": m["source"], "lon": m["location"]["lon"], "lat": m["location"]["lat"],
+                "address": m["address"], "description": m["description"], "reporter": m["actor"]["id"],
+                "occurred_at": at, "reported_at": at, "escalations": 0, "reopened": 0, "last_seq": 1,
+                "updated_at": now}
+    return drain(engine, event, r, messages, batch, row)
 
 
 def run_bare_minimal(url: str, r, messages, batch: int) -> float:
@@ -156,24 +160,12 @@ def run_bare_minimal(url: str, r, messages, batch: int) -> float:
                      sa.Column("grid_code", sa.String(24)), sa.Column("category", sa.String(32)),
                      sa.Column("description", sa.Text))
     md.create_all(engine)
-    load(r, messages)
-    t0 = time.perf_counter()
-    while True:
-        resp = r.xreadgroup(GROUP, "bare-min", {STREAM: ">"}, count=batch)
-        if not resp:
-            break
-        entries = resp[0][1]
-        rows = []
-        for _sid, fields in entries:
-            m = orjson.loads(fields[b"m"])
-            rows.append({"id": m["event_id"], "grid_code": m["region_code"], "category": m["category"],
-                         "description": m["description"]})
-        with engine.begin() as conn:
-            conn.execute(table.insert(), rows)
-        r.xack(STREAM, GROUP, *[sid for sid, _ in entries])
-    dt = time.perf_counter() - t0
-    engine.dispose()
-    return len(messages) / dt
+    try:
+        return drain(engine, table, r, messages, batch, lambda m: {
+            "id": m["event_id"], "grid_code": m["region_code"], "category": m["category"],
+            "description": m["description"]})
+    finally:
+        engine.dispose()
 
 
 def pg_url() -> str:
