@@ -31,6 +31,7 @@ from layouts import panels
 log = logging.getLogger(__name__)
 
 CACHE_KEY = "kpi.wall_figures"
+SLOW_KEY = "kpi.slow_figures"
 RENDER_KEY = "panels.rendered"
 RENDER_KEEP_S = 300.0  # forget the components of a scope no wall has shown for this long
 TTL_S = 1.0
@@ -62,24 +63,19 @@ def figures(services, scope: str | None, now: datetime | None = None, fresh_afte
     tick landing within a second of the last computation would leave the panels
     stale until the next one.
     """
-    cache = services.cache.setdefault(CACHE_KEY, {"lock": threading.Lock(), "entries": {}, "slow": {}})
-    with cache["lock"]:
+    def compute() -> dict:  # under the shared lock: the slow parts' cache needs none of its own
+        slow_cache = services.cache.setdefault(SLOW_KEY, {})
         mono = time.monotonic()
-        hit = cache["entries"].get(scope)
-        if (hit and now is None and mono - hit[0] < TTL_S
-                and (fresh_after_ms is None or hit[2] >= fresh_after_ms)):
-            return hit[1]
-        started_ms = time.time() * 1000.0
-        slow_hit = cache["slow"].get(scope)
+        slow_hit = slow_cache.get(scope)
         slow = slow_hit[1] if slow_hit and mono - slow_hit[0] < SLOW_TTL_S else None
         at = now or datetime.now(timezone.utc)
         tz = services.settings.timezone
         if slow is None:
             slow = kpi.slow_figures(services.engine, scope, at, tz)
-            cache["slow"][scope] = (mono, slow)
-        data = kpi.wall_figures(services.engine, scope, at, tz, slow=slow)
-        cache["entries"][scope] = (mono, data, started_ms)
-        return data
+            slow_cache[scope] = (mono, slow)
+        return kpi.wall_figures(services.engine, scope, at, tz, slow=slow)
+    return services.shared(CACHE_KEY, scope, compute, ttl_s=TTL_S, fresh_after_ms=fresh_after_ms,
+                           reuse=now is None)
 
 
 def tick_time_ms(tick) -> float | None:

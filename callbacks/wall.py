@@ -166,19 +166,8 @@ def shared_measures(services, scope: str, ttl_s: float = 1.0, fresh_after_ms: fl
     """grid_measures per scope, computed at most once a second however many walls watch it;
     a result started before ``fresh_after_ms`` (the tick's time: the page heard of a commit
     then) is recomputed, so a tick is answered with what it announced (as callbacks.panels)."""
-    import threading
-    import time
-
-    cache = services.cache.setdefault("wall.measures", {"lock": threading.Lock(), "entries": {}})
-    with cache["lock"]:
-        hit = cache["entries"].get(scope)
-        if (hit and time.monotonic() - hit[0] < ttl_s
-                and (fresh_after_ms is None or hit[2] >= fresh_after_ms)):
-            return hit[1]
-        started_ms = time.time() * 1000.0
-        data = wall_data.grid_measures(services.engine, scope or None, tz=services.settings.timezone)
-        cache["entries"][scope] = (time.monotonic(), data, started_ms)
-        return data
+    return services.shared("wall.measures", scope, lambda: wall_data.grid_measures(
+        services.engine, scope or None, tz=services.settings.timezone), ttl_s=ttl_s, fresh_after_ms=fresh_after_ms)
 
 
 def register(app, services) -> None:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +52,23 @@ class Services:
         if loc is None:
             loc = self.cache["locator"] = Locator.from_engine(self.engine)
         return loc
+
+    def shared(self, name: str, key, compute, *, ttl_s: float, fresh_after_ms: float | None = None,
+               reuse: bool = True):
+        """``compute()``, shared per ``key`` by every viewer for ``ttl_s`` seconds (one computation
+        at a time per ``name``). A result started before ``fresh_after_ms`` (epoch ms: the commit a
+        page announces it has heard) is recomputed, not served; ``reuse=False`` always recomputes."""
+        cache = self.cache.setdefault(name, {"lock": threading.Lock(), "entries": {}})
+        with cache["lock"]:
+            mono = time.monotonic()
+            hit = cache["entries"].get(key)
+            if (reuse and hit and mono - hit[0] < ttl_s
+                    and (fresh_after_ms is None or hit[2] >= fresh_after_ms)):
+                return hit[1]
+            started_ms = time.time() * 1000.0
+            data = compute()
+            cache["entries"][key] = (mono, data, started_ms)
+            return data
 
     def reset_caches(self) -> None:
         self.cache.clear()

@@ -436,11 +436,9 @@ def cli_seed(settings, seed: int | None = None, force: bool = False, history_day
     engine = services.engine if services else _migrated_engine(settings)
     try:
         stats = seed_demo(engine, settings.demo_seed, progress=True, force=force)
-        print(" · ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in stats.items()))
+        print(_summary(stats))
         if services:
-            hist = _history(services, days, progress=True)
-            print("history · " + " · ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
-                                            for k, v in hist.items()))
+            print("history · " + _summary(_history(services, days, progress=True)))
     except RuntimeError as exc:
         raise CliError(str(exc)) from None
     finally:
@@ -449,6 +447,10 @@ def cli_seed(settings, seed: int | None = None, force: bool = False, history_day
         else:
             engine.dispose()
     return 0
+
+
+def _summary(stats: dict) -> str:
+    return " · ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in stats.items())
 
 
 def _migrated_engine(settings):
