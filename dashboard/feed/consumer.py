@@ -20,6 +20,7 @@ and returns. docs/feed.md describes the semantics.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -33,7 +34,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
 from . import deltas as D
-from .apply import Conflict, Item, apply_batch, expire_pending, has_pending, ready_targets
+from .apply import Conflict, Item, MaybeReplay, apply_batch, expire_pending, has_pending, ready_targets
 from .contract import DEAD_LETTER, GROUP, STREAM, InvalidMessage, parse
 from .health import RateMeter, prune_health, write_health
 from .resolve import Resolver
@@ -45,6 +46,31 @@ PENDING_MAX_AGE_S = 300.0   # a held step waits this long for its predecessor or
 TRIM_SCAN = 10_000          # at most this many entries trimmed per pass
 LAG_SCAN = 1_000            # Redis 6 has no XINFO lag: count at most this many undelivered
 BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
+
+
+GC_YOUNG_THRESHOLD = 20_000
+_gc_tuned = False
+
+
+def tune_gc() -> None:
+    """Once per process: keep the collector off the long-lived heap.
+
+    A batch allocates tens of thousands of short-lived objects (models, rows,
+    deltas). With Python's default young-generation threshold (700) that meant a
+    collection every few messages, and the older generations' passes walked
+    everything loaded at start (regions, the locator's index, the app) each
+    time: 10-15% of ingest time. Objects alive now are moved out of the
+    collector's view (``gc.freeze``); young collections run every 20,000
+    allocations instead of 700.
+    """
+    global _gc_tuned
+    if _gc_tuned:
+        return
+    _gc_tuned = True
+    gc.collect()
+    gc.freeze()
+    young, *older = gc.get_threshold()
+    gc.set_threshold(max(young, GC_YOUNG_THRESHOLD), *older)
 
 
 class StopRequested(Exception):
@@ -174,6 +200,7 @@ class Consumer:
 
     def run(self, burst: bool = False) -> dict:
         """Consume until ``stop()`` (or, with ``burst``, until nothing is left); returns stats."""
+        tune_gc()
         own_pending = True   # after a (re)start, our own unacknowledged entries come first
         group_ok = False
         log.log(logging.DEBUG if burst else logging.INFO, "consumer started",
@@ -341,11 +368,18 @@ class Consumer:
             return Outcome()
         failures = 0
         wait = Backoff(0.05, BACKOFF_MAX)
+        optimistic = True  # first try: no replays in the batch (see apply_batch)
         while True:
             try:
                 with self.engine.begin() as conn:
-                    return apply_batch(conn, items, tz=self.tz)
+                    return apply_batch(conn, items, tz=self.tz, optimistic=optimistic)
             except Exception as exc:  # noqa: BLE001
+                if optimistic and isinstance(exc, (sa_exc.IntegrityError, MaybeReplay)):
+                    optimistic = False  # a replay or a clash: apply again, looking everything up
+                    log.debug("batch holds a replay or a clash; applying it with lookups",
+                              extra={"consumer": self.name, "stream_id": items[0].stream_id})
+                    continue
+                optimistic = False
                 if _transient_db(exc) or isinstance(exc, Conflict):
                     delay = wait.next()
                     log.warning("database busy or unavailable; retrying the batch",

@@ -155,12 +155,12 @@ staff = Table(
 event = Table(
     "event", metadata,
     Column("id", String(64), primary_key=True),
-    Column("grid_code", String(CODE), ForeignKey("region.code"), nullable=False, index=True),
+    Column("grid_code", String(CODE), ForeignKey("region.code"), nullable=False),
     Column("category", String(32), nullable=False),
     Column("subcategory", String(48)),
     Column("level", Integer, nullable=False),          # 1 district depts, 2 street, 3 community
     Column("urgent", Boolean, nullable=False, default=False),
-    Column("state", String(16), nullable=False, index=True),
+    Column("state", String(16), nullable=False),
     Column("source", String(16), nullable=False),
     Column("lon", Float),
     Column("lat", Float),
@@ -181,12 +181,14 @@ event = Table(
     Column("last_seq", Integer, nullable=False, default=0),
     Column("updated_at", UTCDateTime, nullable=False),
 )
-Index("ix_event_state_grid", event.c.state, event.c.grid_code)
+# Indexes the feed appends to (migration 0003 says why): open events by state in a scope, and
+# events by time; no index takes each new report at a random place (grid_code alone did).
+Index("ix_event_state_reported", event.c.state, event.c.reported_at, event.c.grid_code)
 
 event_step = Table(
     "event_step", metadata,
     Column("id", Integer, primary_key=True),
-    Column("event_id", String(64), ForeignKey("event.id"), nullable=False, index=True),
+    Column("event_id", String(64), ForeignKey("event.id"), nullable=False),  # indexed by (event_id, seq)
     Column("seq", Integer, nullable=False),
     Column("step", String(16), nullable=False),
     Column("at", UTCDateTime, nullable=False),

@@ -401,3 +401,32 @@ def test_feed014_a_step_held_while_another_consumer_filled_the_gap_is_released(s
     assert F.count(svc.engine, feed_pending) == 0 and F.count(svc.engine, event_step) == 2
     last = [d for d in all_deltas(r) if d.get("id") == "RACE"][-1]
     assert last["st"] == "dispatched"
+
+
+def test_feed015_each_kind_replayed_alone_is_a_duplicate_not_a_dead_letter(svc):
+    # The consumer's first try at a batch skips the replay lookups; a batch that is nothing but a
+    # replay must still come out as duplicates, whichever kind of message it holds.
+    r = svc.redis
+    msgs = [F.reported("E1"), F.step("E1", 2, "registered"), F.step("E1", 3, "dispatched", handler="城管"),
+            F.hazard_found("H1"), F.envelope(type="hazard.rectified", hazard_id="H1", region_code=F.GRIDS[1]),
+            F.position("S1"), F.patrol(), F.step("E1", 5, "closed")]  # seq 5 is held: 4 never came
+    F.xadd_all(r, msgs)
+    consume(svc)
+    before = table_dump(svc.engine)
+    F.xadd_all(r, msgs)
+    stats = consume(svc, name="c2", batch=1)
+    assert stats["applied"] == 0 and stats["duplicates"] == len(msgs) and stats["dead"] == 0
+    assert table_dump(svc.engine) == before
+    assert r.xlen(DEAD_LETTER) == 0
+
+
+def test_feed016_a_new_message_reusing_an_event_id_is_dead_lettered(svc):
+    r = svc.redis
+    F.xadd_all(r, [F.reported("E1")])
+    consume(svc)
+    F.xadd_all(r, [F.reported("E1"), F.reported("E2")])  # a new message id, an existing event id
+    stats = consume(svc)
+    assert stats["applied"] == 1 and stats["dead"] == 1
+    [(_sid, fields)] = r.xrange(DEAD_LETTER)
+    assert b"event E1 already exists" in fields[b"reason"]
+    assert F.count(svc.engine, event) == 2
