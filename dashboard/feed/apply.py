@@ -466,89 +466,107 @@ def _payload_text(item: Item) -> str:
 _INSERTS: dict[tuple, tuple] = {}
 
 
-def _to_db_sqlite(value: datetime | None):
-    # the exact text SQLAlchemy's SQLite DateTime writes (always 6 fraction digits), so text order is time order
-    if value is None:
-        return None
-    if value.tzinfo is None:
+def _utc_text(value: datetime) -> str:
+    """The exact text SQLAlchemy's SQLite DateTime writes for UTCDateTime (naive UTC, always six
+    fraction digits, so text order is time order). Shifting by the offset and cutting it off
+    the end costs half of ``astimezone(utc).replace(tzinfo=None)``; this runs per row."""
+    off = value.utcoffset()
+    if off is None:
         raise ValueError("naive datetime given to a UTCDateTime column")
-    return value.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return (value - off).isoformat(" ", "microseconds")[:26]
 
 
-def _to_db_naive_utc(value: datetime | None):
-    if value is None:
-        return None
-    if value.tzinfo is None:
+def _naive_utc(value: datetime) -> datetime:
+    off = value.utcoffset()
+    if off is None:
         raise ValueError("naive datetime given to a UTCDateTime column")
-    return value.astimezone(timezone.utc).replace(tzinfo=None)
+    return (value - off).replace(tzinfo=None)
+
+
+def _tuples(rows: list[dict], cols: tuple, at: list[int], to_db) -> list[tuple]:
+    """Rows as value tuples in ``cols`` order, UTCDateTime columns (positions ``at``) converted."""
+    get = itemgetter(*cols)
+    one = len(cols) == 1
+    memo: dict = {None: None}  # a batch repeats the same moments (now, occurred_at = reported_at)
+    out = []
+    for r in rows:
+        t = [get(r)] if one else list(get(r))
+        for i in at:
+            v = t[i]
+            try:
+                t[i] = memo[v]
+            except KeyError:
+                t[i] = memo[v] = to_db(v)
+        out.append(tuple(t))
+    return out
+
+
+# PostgreSQL binary COPY needs each column's type; these are the ones the feed's tables use.
+_PG_COPY_TYPES = (("UTCDateTime", "timestamp"), ("Boolean", "bool"), ("Integer", "int4"), ("Float", "float8"),
+                  ("Text", "text"), ("String", "varchar"))
+
+
+def _pg_copy_type(column) -> str | None:
+    for cls in type(column.type).__mro__:
+        for name, pg in _PG_COPY_TYPES:
+            if cls.__name__ == name:
+                return pg
+    return None
 
 
 def insert_rows(conn: Connection, table, rows: list[dict]) -> None:
-    """Core executemany without per-row parameter processing (the hot path of ingest).
+    """Insert without per-row parameter processing (the hot path of ingest).
 
-    The statement is compiled once per table, dialect and column set; values
-    are handed to the driver as they are, except UTCDateTime columns, which
-    are converted here exactly as ``UTCDateTime`` + the dialect's DateTime
+    SQLite: one Core executemany, the statement compiled once per table and
+    column set. PostgreSQL (psycopg): binary COPY FROM STDIN inside the batch's
+    transaction. Values go to the driver as they are, except UTCDateTime
+    columns, converted here exactly as ``UTCDateTime`` + the dialect's DateTime
     would (naive UTC; SQLite as its canonical text).
     """
     from ..store.types import UTCDateTime
 
     cols = tuple(rows[0])
-    key = (table.name, conn.dialect.name, cols)
+    dialect = conn.dialect
+    key = (table.name, dialect.name, cols)
     entry = _INSERTS.get(key)
     if entry is None:
-        compiled = table.insert().compile(dialect=conn.dialect, column_keys=list(cols))
-        order = tuple(compiled.positiontup) if compiled.positional else None
-        dt = frozenset(c for c in cols if isinstance(table.c[c].type, UTCDateTime))
-        entry = _INSERTS[key] = (str(compiled), order, dt)
-    sql, order, dt = entry
-    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
-        _copy_rows(conn, table, cols, dt, rows)
+        at = [i for i, c in enumerate(cols) if isinstance(table.c[c].type, UTCDateTime)]
+        if dialect.name == "postgresql" and dialect.driver == "psycopg":
+            prep = dialect.identifier_preparer
+            types = [_pg_copy_type(table.c[c]) for c in cols]
+            binary = all(types)
+            sql = (f"COPY {prep.format_table(table)} ({', '.join(prep.quote(c) for c in cols)}) FROM STDIN"
+                   + (" (FORMAT BINARY)" if binary else ""))
+            entry = ("copy", sql, cols, at, types if binary else None)
+        else:
+            compiled = table.insert().compile(dialect=dialect, column_keys=list(cols))
+            order = tuple(compiled.positiontup) if compiled.positional else cols
+            entry = ("sql", str(compiled), order, [i for i, c in enumerate(order) if c in {cols[j] for j in at}],
+                     compiled.positional)
+        _INSERTS[key] = entry
+    how, sql, order, at, extra = entry
+    if how == "copy":
+        _copy_rows(conn, sql, _tuples(rows, order, at, _naive_utc), extra)
         return
-    to_db = _to_db_sqlite if conn.dialect.name == "sqlite" else _to_db_naive_utc
-    memo: dict = {None: None}  # a batch repeats the same moments (now, occurred_at = reported_at)
-
-    def conv(value):
-        try:
-            return memo[value]
-        except KeyError:
-            out = memo[value] = to_db(value)
-            return out
-    if order is not None:
-        get = itemgetter(*order)
-        at = [i for i, c in enumerate(order) if c in dt]
-        params = []
-        for r in rows:
-            t = list(get(r)) if len(order) > 1 else [get(r)]
-            for i in at:
-                t[i] = conv(t[i])
-            params.append(tuple(t))
+    to_db = _utc_text if dialect.name == "sqlite" else _naive_utc
+    if extra:  # positional parameters
+        params = _tuples(rows, order, at, to_db)
     else:
-        params = [{c: (conv(v) if c in dt else v) for c, v in r.items()} for r in rows]
+        dt = {order[i] for i in at}
+        params = [{c: (to_db(v) if c in dt and v is not None else v) for c, v in r.items()} for r in rows]
     conn.exec_driver_sql(sql, params)
 
 
-def _copy_rows(conn: Connection, table, cols: tuple, dt: frozenset, rows: list[dict]) -> None:
-    """PostgreSQL: COPY FROM STDIN in the batch's transaction (one stream, not a statement per row)."""
+def _copy_rows(conn: Connection, sql: str, rows: list[tuple], types: list[str] | None) -> None:
     import psycopg
 
-    prep = conn.dialect.identifier_preparer
-    sql = f"COPY {prep.format_table(table)} ({', '.join(prep.quote(c) for c in cols)}) FROM STDIN"
-    get = itemgetter(*cols)
-    at = [i for i, c in enumerate(cols) if c in dt]
-    memo: dict = {None: None}  # a batch repeats the same moments (now, occurred_at = reported_at)
     try:
         with conn.connection.driver_connection.cursor() as cur:
             with cur.copy(sql) as copy:
+                if types:
+                    copy.set_types(types)
                 for r in rows:
-                    t = list(get(r)) if len(cols) > 1 else [get(r)]
-                    for i in at:
-                        v = t[i]
-                        try:
-                            t[i] = memo[v]
-                        except KeyError:
-                            t[i] = memo[v] = _to_db_naive_utc(v)
-                    copy.write_row(t)
+                    copy.write_row(r)
     except psycopg.Error as exc:  # the same exception family as statements run through SQLAlchemy
         from sqlalchemy import exc as sa_exc
 
