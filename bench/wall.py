@@ -19,7 +19,8 @@ Figures (issue 4, Speed):
   wall_update_script_ms   median browser time to apply one live batch at city scale (a new event, a state
                           change of an event in the clustered layer, a worker moving): from the start of
                           wallLive.apply to the new marker being added to the map            (target < 50)
-Supporting lines split the bytes into framework (Dash/React/Leaflet/plotly bundles, assets, the page)
+With --verbose, each resource is listed as [url, bytes, start ms, end ms], then the page's marks and
+long tasks (ms since navigation). Supporting lines split the bytes into framework (Dash/React/Leaflet/plotly bundles, assets, the page)
 and data (the map's URLs and Dash callback responses), so a budget miss says which side it is.
   wall_baseline_empty_map_s  the floor, measured in the same run: a bare Dash app with one empty dash-leaflet
                           map, navigation -> map drawn (the issue measured ~0.38 s on its machine)
@@ -65,7 +66,7 @@ for (const e of performance.getEntriesByType('resource')) {
   const u = e.name;
   const isData = u.indexOf('/api/') >= 0 || u.indexOf('_dash-update-component') >= 0;
   if (isData) data += e.transferSize; else fw += e.transferSize;
-  rows.push([u.replace(location.origin, '').slice(0, 90), e.transferSize]);
+  rows.push([u.replace(location.origin, '').slice(0, 90), e.transferSize, Math.round(e.startTime), Math.round(e.responseEnd)]);
 }
 return {framework: fw, data: data, rows: rows, count: rows.length};
 """

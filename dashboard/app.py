@@ -31,10 +31,20 @@ CALLBACK_MODULES = (
 )
 
 
+class CommandCenter(dash.Dash):
+    """Dash, loading only the framework scripts the pages need (dashboard.page_scripts)."""
+
+    def interpolate_index(self, **kwargs):
+        from .page_scripts import trim
+
+        kwargs["scripts"] = trim(kwargs["scripts"])
+        return super().interpolate_index(**kwargs)
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> dash.Dash:
     settings = settings or Settings.from_env()
     services = services or Services.open(settings)
-    app = dash.Dash(
+    app = CommandCenter(
         __name__,
         assets_folder=str(ASSETS),
         title="网格化治理指挥中心",
@@ -44,11 +54,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         serve_locally=True,
     )
     app.services = services  # for the production entry point and tests
-    from layouts.shell import shell
-
-    app.layout = shell  # a function: built per request, holds no data
     for name in SERVER_MODULES:
         importlib.import_module(name).register(app.server, services)
-    for name in CALLBACK_MODULES:
+    for name in CALLBACK_MODULES:  # callbacks.router sets app.layout (a function: built per request)
         importlib.import_module(name).register(app, services)
     return app

@@ -2,6 +2,8 @@
 
 URL = "url"
 PAGE = "page"
+ROUTED = "routed"      # Store: the path + query the server already rendered into the first layout
+ROUTE = "route"        # Store: a path + query the page must fetch from the server
 
 # --- The wall and its map (layouts/wall.py, layouts/map.py) ---
 WALL = "wall"

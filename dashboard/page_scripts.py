@@ -1,0 +1,39 @@
+"""Which of Dash's framework scripts a page loads.
+
+Dash puts every bundle it knows on every page. Two of them cost the wall's
+first load without doing anything for it (measured with Chromium's profiler
+in a cold load of the district wall: ~70 ms of the main thread before Dash
+can even ask for its layout):
+
+- ``polyfill`` (core-js, ~30 kB): features every browser with ES module
+  support already has. It is kept for older browsers only, with ``nomodule``,
+  which such browsers ignore and modern ones skip without downloading.
+- ``dash_table``: no page here uses ``dash_table.DataTable`` (a unit test
+  keeps it so). Its bundle would still be fetched and evaluated.
+
+And one it loads too late: dash-leaflet's ``GeoJSON`` is a lazy chunk, fetched
+only once the map has rendered, so every layer waited for a second round of
+script loading. Its tag goes right after dash-leaflet's bundle (webpack picks
+an already-pushed chunk up instead of fetching it).
+"""
+from __future__ import annotations
+
+import re
+
+NOMODULE = ("/dash/deps/polyfill@",)
+UNUSED = ("/dash/dash_table/",)
+EAGER = {"/dash_leaflet/dash_leaflet.": "/_dash-component-suites/dash_leaflet/async-GeoJSON.js"}
+
+_TAG = re.compile(r'<script src="([^"]+)"></script>')
+
+
+def trim(scripts_html: str) -> str:
+    def keep(m: re.Match) -> str:
+        src = m.group(1)
+        if any(part in src for part in UNUSED):
+            return ""
+        if any(part in src for part in NOMODULE):
+            return f'<script nomodule src="{src}"></script>'
+        after = next((chunk for part, chunk in EAGER.items() if part in src), None)
+        return m.group(0) + (f'\n<script src="{after}"></script>' if after else "")
+    return _TAG.sub(keep, scripts_html)

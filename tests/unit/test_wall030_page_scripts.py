@@ -1,0 +1,82 @@
+"""The wall page loads the framework scripts it uses, and no others (dashboard.page_scripts)."""
+from __future__ import annotations
+
+import pathlib
+import re
+
+from dashboard.page_scripts import trim
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_wall030_page_trims_polyfill_and_table_and_loads_geojson_eagerly(make_services, embedded_redis, tmp_path):
+    from dashboard.app import create_app
+
+    services = make_services(f"sqlite:///{tmp_path / 'p.db'}", embedded_redis.url)
+    app = create_app(services.settings, services)
+    html = app.server.test_client().get("/wall").get_data(as_text=True)
+    srcs = re.findall(r'<script([^>]*) src="([^"]+)"', html)
+    polyfill = [attrs for attrs, src in srcs if "/deps/polyfill@" in src]
+    assert polyfill == [" nomodule"]                       # old browsers only
+    assert not [src for _a, src in srcs if "dash_table" in src]
+    order = [src for _a, src in srcs]
+    leaflet = next(i for i, s in enumerate(order) if "/dash_leaflet/dash_leaflet." in s)
+    assert order[leaflet + 1].endswith("/dash_leaflet/async-GeoJSON.js")
+    assert any("dash_renderer" in s for s in order) and any("dash_core_components" in s for s in order)
+
+
+def test_wall031_no_page_uses_dash_table():
+    # page_scripts drops dash_table's bundle: a DataTable anywhere would render as an error
+    for folder in ("layouts", "callbacks", "dashboard"):
+        for path in (ROOT / folder).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            assert not re.search(r"\bdash_table\b|DataTable", text) or path.name == "page_scripts.py", path
+
+
+def test_wall032_trim_keeps_unknown_scripts_untouched():
+    html = '<script src="/assets/x.js"></script>\n<script src="/_dash-component-suites/dash/dash_table/b.js"></script>'
+    assert trim(html) == '<script src="/assets/x.js"></script>\n'
+
+
+def _layout(client, referrer=None):
+    import json
+
+    headers = {"Referer": referrer} if referrer else {}
+    return json.loads(client.get("/_dash-layout", headers=headers).get_data(as_text=True))
+
+
+def _find(node, wanted):
+    if isinstance(node, dict):
+        if node.get("props", {}).get("id") == wanted:
+            return node
+        for v in node.get("props", {}).values():
+            hit = _find(v, wanted)
+            if hit is not None:
+                return hit
+    elif isinstance(node, list):
+        for v in node:
+            hit = _find(v, wanted)
+            if hit is not None:
+                return hit
+    return None
+
+
+def test_wall033_first_layout_holds_the_page_its_referrer_names(make_services, embedded_redis, tmp_path):
+    from dashboard import ids
+    from dashboard.app import create_app
+
+    from . import feed_support as F
+
+    services = make_services(f"sqlite:///{tmp_path / 'p.db'}", embedded_redis.url)
+    F.seed_regions(services.engine)
+    client = create_app(services.settings, services).server.test_client()
+    layout = _layout(client, "http://localhost/wall?lang=en")
+    assert _find(layout, ids.ROUTED)["props"]["data"] == {"path": "/wall", "search": "?lang=en"}
+    config = _find(layout, ids.WALL_CONFIG)["props"]["data"]
+    assert config["lang"] == "en" and config["n_grids"] > 0
+    # no referrer, another host or an unknown page: the empty shell, and the router fills it
+    for referrer in (None, "http://elsewhere.example/wall", "http://localhost/nope"):
+        layout = _layout(client, referrer)
+        assert _find(layout, ids.ROUTED)["props"].get("data") is None
+        assert _find(layout, ids.PAGE)["props"].get("children") is None
+        assert _find(layout, ids.WALL_CONFIG) is None
