@@ -397,7 +397,7 @@
     // ten renders (~0.1 s more to ready). (Measured alternatives, both worse at city scale: one
     // part per animation frame spread the events over ~1 s and the asset layers over 30 s; more
     // events per task are rendered by Dash together afterwards, one long task again.)
-    const TASK_EVENTS = 3000;
+    const TASK_EVENTS = 12000;
     whenMounted(function () {
       const queue = [];
       let running = false;

@@ -169,7 +169,7 @@ event = Table(
     Column("reporter", String(64)),
     Column("handler", String(64)),
     Column("occurred_at", UTCDateTime, nullable=False),
-    Column("reported_at", UTCDateTime, nullable=False, index=True),
+    Column("reported_at", UTCDateTime, nullable=False),
     Column("registered_at", UTCDateTime),
     Column("dispatched_at", UTCDateTime),
     Column("responded_at", UTCDateTime),
@@ -182,8 +182,10 @@ event = Table(
     Column("updated_at", UTCDateTime, nullable=False),
 )
 # Indexes the feed appends to (migration 0003 says why): open events by state in a scope, and
-# events by time; no index takes each new report at a random place (grid_code alone did).
-Index("ix_event_state_reported", event.c.state, event.c.reported_at, event.c.grid_code)
+# events by time in a scope, both covering the wall's per-grid counts; no index takes each new
+# report at a random place (grid_code alone did).
+Index("ix_event_state_reported", event.c.state, event.c.reported_at, event.c.grid_code, event.c.deadline_at)
+Index("ix_event_reported_grid", event.c.reported_at, event.c.grid_code)
 
 event_step = Table(
     "event_step", metadata,

@@ -17,7 +17,7 @@ def test_store001_migrated_database_matches_the_declared_schema(engine):
 def test_store002_event_indexes_are_the_ones_the_feed_appends_to(engine):
     indexes = {ix["name"]: ix["column_names"] for ix in sa.inspect(engine).get_indexes("event")}
     assert indexes == {
-        "ix_event_state_reported": ["state", "reported_at", "grid_code"],
-        "ix_event_reported_at": ["reported_at"],
+        "ix_event_state_reported": ["state", "reported_at", "grid_code", "deadline_at"],
+        "ix_event_reported_grid": ["reported_at", "grid_code"],
         "ix_event_closed_at": ["closed_at"],
     }
