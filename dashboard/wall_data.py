@@ -368,9 +368,14 @@ def layer_version(engine: Engine, layer: str, scope: str | None) -> str | None:
                                     .where(in_scope(table.c.grid_code, scope))).one()
             return f"{n}:{mx}:{x}"
         table, ts, col = src
+        if layer == "events":
+            # The newest change to ANY event (one step down the updated_at index) rather than
+            # count + newest in the scope: that read every event the scope ever had, closed ones
+            # included, on every request. A change elsewhere rebuilds this part too, which is
+            # safe. Overdue-ness moves with the clock: a minute bucket keeps it fresh.
+            last = conn.execute(select(func.max(ts))).scalar()
+            return f"{last}:{int(datetime.now(timezone.utc).timestamp() // 60)}"
         n, last = conn.execute(select(func.count(), func.max(ts)).where(in_scope(col, scope))).one()
-    if layer == "events":  # overdue-ness moves with the clock: a minute bucket keeps it fresh
-        return f"{n}:{last}:{int(datetime.now(timezone.utc).timestamp() // 60)}"
     return f"{n}:{last}"
 
 

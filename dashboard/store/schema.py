@@ -179,7 +179,7 @@ event = Table(
     Column("reopened", Integer, nullable=False, default=0),
     Column("satisfaction", Integer),
     Column("last_seq", Integer, nullable=False, default=0),
-    Column("updated_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False, index=True),
 )
 # Indexes the feed appends to (migration 0003 says why): open events by state in a scope, and
 # events by time in a scope, both covering the wall's per-grid counts; no index takes each new

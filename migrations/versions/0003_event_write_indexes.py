@@ -8,7 +8,9 @@ in a scope) and events by a time (reported, closed) in a scope.
 ``(state, reported_at, grid_code, deadline_at)`` serves the first and grows
 at its end; ``(reported_at, grid_code)`` answers "reported since, per grid"
 from the index alone (the wall's 30-day measure read 50,000 rows for it at
-city scale: 140 ms, now 20); ``state`` alone repeated a prefix;
+city scale: 140 ms, now 20); ``updated_at`` finds what changed since a
+moment (a wall catching up, the point layers' cache key) without reading
+every event; ``state`` alone repeated a prefix;
 ``event_step.event_id`` repeated the prefix of its (event_id, seq) unique
 constraint.
 
@@ -29,6 +31,7 @@ def upgrade() -> None:
     op.create_index('ix_event_state_reported', 'event', ['state', 'reported_at', 'grid_code', 'deadline_at'],
                     unique=False)
     op.create_index('ix_event_reported_grid', 'event', ['reported_at', 'grid_code'], unique=False)
+    op.create_index('ix_event_updated_at', 'event', ['updated_at'], unique=False)
     op.drop_index('ix_event_reported_at', table_name='event')
     op.drop_index('ix_event_state_grid', table_name='event')
     op.drop_index('ix_event_state', table_name='event')
@@ -42,5 +45,6 @@ def downgrade() -> None:
     op.create_index('ix_event_state', 'event', ['state'], unique=False)
     op.create_index('ix_event_state_grid', 'event', ['state', 'grid_code'], unique=False)
     op.create_index('ix_event_reported_at', 'event', ['reported_at'], unique=False)
+    op.drop_index('ix_event_updated_at', table_name='event')
     op.drop_index('ix_event_reported_grid', table_name='event')
     op.drop_index('ix_event_state_reported', table_name='event')

@@ -19,5 +19,6 @@ def test_store002_event_indexes_are_the_ones_the_feed_appends_to(engine):
     assert indexes == {
         "ix_event_state_reported": ["state", "reported_at", "grid_code", "deadline_at"],
         "ix_event_reported_grid": ["reported_at", "grid_code"],
+        "ix_event_updated_at": ["updated_at"],
         "ix_event_closed_at": ["closed_at"],
     }
