@@ -247,7 +247,8 @@ class _Batch:
         self.new_events[m.event_id] = row
         self.record(item)
         self.out.applied += 1
-        self.drain_event(m.event_id)
+        if self.pending:  # steps held for this event (usually none are held at all)
+            self.drain_event(m.event_id)
 
     def on_event_step(self, item: Item, released: bool = False) -> None:
         m = item.msg

@@ -68,12 +68,11 @@ class Resolver:
         bad: list[tuple[Item, str]] = []
         located = [it for it in items if it.msg.location is not None]
         if located:
-            lons = np.empty(len(located))
-            lats = np.empty(len(located))
-            for i, it in enumerate(located):
-                lon, lat = it.msg.location.wgs84()
-                lons[i], lats[i] = lon, lat
-                it.lon, it.lat = lon, lat
+            for it in located:
+                loc = it.msg.location
+                it.lon, it.lat = (loc.lon, loc.lat) if loc.crs == "wgs84" else loc.wgs84()
+            lons = np.fromiter((it.lon for it in located), float, len(located))
+            lats = np.fromiter((it.lat for it in located), float, len(located))
             codes = self.locator.locate_many(lons, lats)
             for it, code in zip(located, codes):
                 it.grid = str(code) if code else ""
