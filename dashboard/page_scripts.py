@@ -22,7 +22,7 @@ import re
 
 NOMODULE = ("/dash/deps/polyfill@",)
 UNUSED = ("/dash/dash_table/",)
-EAGER = {"/dash_leaflet/dash_leaflet.": "/_dash-component-suites/dash_leaflet/async-GeoJSON.js"}
+EAGER = {"/dash_leaflet/dash_leaflet.": "async-GeoJSON.js"}  # bundle -> chunk beside it
 
 _TAG = re.compile(r'<script src="([^"]+)"></script>')
 
@@ -34,6 +34,10 @@ def trim(scripts_html: str) -> str:
             return ""
         if any(part in src for part in NOMODULE):
             return f'<script nomodule src="{src}"></script>'
-        after = next((chunk for part, chunk in EAGER.items() if part in src), None)
-        return m.group(0) + (f'\n<script src="{after}"></script>' if after else "")
+        chunk = next((chunk for part, chunk in EAGER.items() if part in src), None)
+        if chunk is None:
+            return m.group(0)
+        # beside the bundle, under the app's path prefix: where webpack itself would look for it
+        after = src[:src.rindex("/") + 1] + chunk
+        return m.group(0) + f'\n<script src="{after}"></script>'
     return _TAG.sub(keep, scripts_html)

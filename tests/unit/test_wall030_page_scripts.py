@@ -80,3 +80,8 @@ def test_wall033_first_layout_holds_the_page_its_referrer_names(make_services, e
         assert _find(layout, ids.ROUTED)["props"].get("data") is None
         assert _find(layout, ids.PAGE)["props"].get("children") is None
         assert _find(layout, ids.WALL_CONFIG) is None
+
+
+def test_wall034_eager_chunk_follows_the_bundle_under_a_path_prefix():
+    html = '<script src="/grid/_dash-component-suites/dash_leaflet/dash_leaflet.v1_1_3m1.js"></script>'
+    assert trim(html) == (html + '\n<script src="/grid/_dash-component-suites/dash_leaflet/async-GeoJSON.js"></script>')
