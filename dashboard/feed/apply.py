@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 from ..domain import CATEGORIES
 from ..store.schema import event, event_step, feed_message, feed_pending, hazard, patrol, position
 from . import deltas as D
-from .contract import CLOCK_SKEW, InvalidMessage, parse
+from .contract import CLOCK_SKEW, MESSAGE_TYPES, InvalidMessage, parse
 
 CHUNK = 900  # ids per lookup query
 
@@ -42,9 +42,12 @@ class MaybeReplay(RuntimeError):
     """An optimistic try would dead-letter a message that may only be a replay; look it up."""
 
 
+_HANDLING = {cat: timedelta(hours=entry[3]) for cat, entry in CATEGORIES.items()}
+
+
 def deadline_for(category: str, level: int, reported_at: datetime) -> datetime:
     """When a case must be handled by. Plain hours for now (working time comes later)."""
-    return reported_at + timedelta(hours=CATEGORIES[category][3])
+    return reported_at + _HANDLING[category]
 
 
 @dataclass
@@ -134,6 +137,7 @@ class _Batch:
         self.pending_done: list[str] = []
         self.ledger: list[dict] = []
         self.seen: set[str] = set()
+        self.handlers = {t: getattr(self, "on_" + t.replace(".", "_")) for t in MESSAGE_TYPES}
 
     # --- loading ------------------------------------------------------------
     def load(self, items: list[Item], recheck_events: Iterable[str] = (), recheck_hazards: Iterable[str] = (),
@@ -232,7 +236,7 @@ class _Batch:
             self.out.duplicates += 1
             return
         self.seen.add(mid)
-        getattr(self, "on_" + item.msg.type.replace(".", "_"))(item)
+        self.handlers[item.msg.type](item)
 
     def on_event_reported(self, item: Item) -> None:
         m = item.msg

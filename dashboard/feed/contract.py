@@ -223,6 +223,7 @@ MESSAGE_TYPES = ("event.reported", "event.step", "hazard.found", "hazard.deadlin
                  "hazard.rectified", "hazard.reinspected", "position", "patrol.checkin")
 
 _adapter: TypeAdapter = TypeAdapter(Message)
+_validator = _adapter.validator  # the consumer validates every message: skip the adapter's wrapper
 
 
 class InvalidMessage(ValueError):
@@ -247,7 +248,7 @@ def parse(raw: bytes | str | dict, *, strict: bool | None = None):
             if strict:
                 return _adapter.validate_json(json.dumps(raw, default=str), strict=True)
             return _adapter.validate_python(raw)
-        return _adapter.validate_json(raw, strict=True if strict is None else strict)
+        return _validator.validate_json(raw, strict=True if strict is None else strict)
     except ValidationError as exc:
         errors = [_error(e) for e in exc.errors(include_url=False)]
         reason = "; ".join(f"{e['field']}: {e['error']}" for e in errors[:5])
