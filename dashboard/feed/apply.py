@@ -553,8 +553,8 @@ def insert_rows(conn: Connection, table, rows: list[dict]) -> None:
         else:
             compiled = table.insert().compile(dialect=dialect, column_keys=list(cols))
             order = tuple(compiled.positiontup) if compiled.positional else cols
-            entry = ("sql", str(compiled), order, [i for i, c in enumerate(order) if c in {cols[j] for j in at}],
-                     compiled.positional)
+            dt = {cols[j] for j in at}
+            entry = ("sql", str(compiled), order, [i for i, c in enumerate(order) if c in dt], compiled.positional)
         _INSERTS[key] = entry
     how, sql, order, at, extra = entry
     if how == "copy":

@@ -72,12 +72,9 @@ class Actor(Strict):
     name: Short | None = None
 
 
-NO_ZONE = "time must carry a time zone, e.g. 2026-11-22T09:30:00+08:00"
-
-
 def check_zone(value: datetime | None) -> datetime | None:
     if value is not None and (value.tzinfo is None or value.utcoffset() is None):
-        raise ValueError(NO_ZONE)
+        raise ValueError("time must carry a time zone, e.g. 2026-11-22T09:30:00+08:00")
     return value
 
 
@@ -87,8 +84,7 @@ _SKEW_S = CLOCK_SKEW.total_seconds()
 
 def check_time(value: datetime) -> datetime:
     # runs for every message the consumer reads: compares POSIX seconds, not aware datetimes
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(NO_ZONE)
+    check_zone(value)
     ts = value.timestamp()
     if ts < _EARLIEST_TS:
         raise ValueError("time is before 2000-01-01")

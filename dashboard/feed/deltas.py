@@ -19,11 +19,7 @@ TEXT_CHARS = 60
 
 
 def iso(value: datetime | None, tz: tzinfo) -> str | None:
-    if value is None:
-        return None
-    if value.utcoffset() == tz.utcoffset(None):  # already in the zone's offset (a fixed zone)
-        return value.isoformat(timespec="seconds")
-    return value.astimezone(tz).isoformat(timespec="seconds")
+    return None if value is None else value.astimezone(tz).isoformat(timespec="seconds")
 
 
 def event_delta(row: dict, tz: tzinfo, op: str = "upsert") -> dict:

@@ -69,8 +69,7 @@ class Resolver:
         located = [it for it in items if it.msg.location is not None]
         if located:
             for it in located:
-                loc = it.msg.location
-                it.lon, it.lat = (loc.lon, loc.lat) if loc.crs == "wgs84" else loc.wgs84()
+                it.lon, it.lat = it.msg.location.wgs84()
             lons = np.fromiter((it.lon for it in located), float, len(located))
             lats = np.fromiter((it.lat for it in located), float, len(located))
             codes = self.locator.locate_many(lons, lats)
