@@ -1,14 +1,20 @@
 """Ingest throughput: stream -> validated, idempotent, committed rows.
 
-    python bench/ingest.py [--n 100000] [--batch 500]
+    python bench/ingest.py [--n 100000] [--batch 500] [--workers N]
 
 Prints one ``name = value`` line per figure:
-  ingest_events_per_s           the real consumer, SQLite (validate, locate, one transaction per
-                                batch with the idempotency ledger, XACK, deltas)
+  ingest_consumer_workers       consumer processes in the group: what ``python -m dashboard consume`` runs
+                                on this machine (CONSUMER_WORKERS, default one per core, at most 4)
+  ingest_events_per_s           the real consumers, SQLite (validate, locate, one transaction per batch with
+                                the idempotency ledger, XACK, deltas), timed from a common start (each
+                                process has loaded its regions) until the stream is drained
   ingest_events_per_s_postgres  the same into PostgreSQL (TEST_DATABASE_URL, DATABASE_URL or
                                 postgresql+psycopg://postgres@127.0.0.1:5432/test, in a fresh schema)
-  ingest_bare_events_per_s      a bare XREADGROUP -> Core insert (batch 500) -> XACK loop, same data, SQLite
+  ingest_bare_events_per_s      a bare XREADGROUP -> Core insert (batch 500) -> XACK loop, same data, SQLite,
+                                one process
   ingest_ratio_vs_bare          ingest_events_per_s / ingest_bare_events_per_s
+  ingest_events_per_s_one_worker, ingest_events_per_s_postgres_one_worker, ingest_ratio_vs_bare_one_worker
+                                the same with a single consumer process
   ingest_bare_minimal_events_per_s  the issue's own floor shape: the same loop into a four-column table with
                                 only a primary key (the issue measured ~52,000/s so); says how much of the
                                 gap is the event table's width and indexes rather than the consumer
@@ -102,22 +108,50 @@ def fresh_store(url: str, regions) -> sa.Engine:
     return engine
 
 
-def run_consumer(engine, r, messages, batch: int) -> float:
+def _consumer_process(url: str, redis_url: str, name: str, batch: int, ready, go, done) -> None:
+    """One consumer process, as ``consume --workers N`` runs each: own engine, own Redis connection."""
+    logging.basicConfig(level=logging.ERROR)
     from dashboard.feed.consumer import Consumer
     from dashboard.geo.locate import Locator
 
-    load(r, messages)
-    consumer = Consumer(engine, r, Locator.from_engine(engine), name="bench", batch=batch,
-                        stream_maxlen=10_000_000)
+    engine = make_engine(url)
+    r = connect(redis_url)
+    consumer = Consumer(engine, r, Locator.from_engine(engine), name=name, batch=batch, stream_maxlen=10_000_000)
     consumer.resolver.refresh(force=True)  # regions and locator load before the clock starts
-    t0 = time.perf_counter()
+    ready.put(name)
+    go.wait()
     stats = consumer.run(burst=True)
-    dt = time.perf_counter() - t0
+    done.put((time.perf_counter(), stats))
+
+
+def run_consumers(url: str, redis_url: str, r, messages, batch: int, workers: int) -> float:
+    """``workers`` consumer processes in the group, timed from a common start to the last one done."""
+    import multiprocessing as mp
+
+    load(r, messages)
+    ctx = mp.get_context("spawn")
+    ready, done, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    procs = [ctx.Process(target=_consumer_process, args=(url, redis_url, f"bench-{i}", batch, ready, go, done))
+             for i in range(workers)]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        ready.get(timeout=120)
+    t0 = time.perf_counter()
+    go.set()
+    results = [done.get(timeout=600) for _ in procs]
+    for p in procs:
+        p.join()
+    dt = max(t for t, _ in results) - t0
+    engine = make_engine(url)
     with engine.connect() as conn:
         stored = conn.execute(sa.select(sa.func.count()).select_from(event)).scalar_one()
         ledger = conn.execute(sa.select(sa.func.count()).select_from(feed_message)).scalar_one()
-    if stored != len(messages) or ledger != len(messages):
-        raise SystemExit(f"consumer stored {stored} events / {ledger} ledger rows of {len(messages)}: {stats}")
+    engine.dispose()
+    applied = sum(st["applied"] for _, st in results)
+    if stored != len(messages) or ledger != len(messages) or applied != len(messages):
+        raise SystemExit(f"consumers stored {stored} events / {ledger} ledger rows / applied {applied} "
+                         f"of {len(messages)}: {[st for _, st in results]}")
     return len(messages) / dt
 
 
@@ -178,40 +212,58 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--no-postgres", action="store_true")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="consumer processes (default: what `consume` runs here, CONSUMER_WORKERS or one per core)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     from dashboard.demo.seed import build_regions
 
+    from dashboard.feed.pool import worker_count
+    from dashboard.settings import Settings
+
+    workers = worker_count(Settings.from_env(), args.workers)
     regions = build_regions()
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     server = EmbeddedRedis(tmp / "redis", appendonly=False).start()
     r = connect(server.url)
     try:
-        eng = fresh_store(f"sqlite:///{tmp / 'ingest.db'}", regions)
+        eng = fresh_store(f"sqlite:///{tmp / 'setup.db'}", regions)
         messages = build_messages(eng, args.n)
-        ours = run_consumer(eng, r, messages, args.batch)
         eng.dispose()
+        ours = {}
+        for k in sorted({1, workers}):
+            url = f"sqlite:///{tmp / f'ingest{k}.db'}"
+            fresh_store(url, regions).dispose()
+            r.flushdb()
+            ours[k] = run_consumers(url, server.url, r, messages, args.batch, k)
         r.flushdb()
         bare_eng = fresh_store(f"sqlite:///{tmp / 'bare.db'}", regions)
         bare = run_bare(bare_eng, r, messages, args.batch)
         bare_eng.dispose()
         r.flushdb()
         minimal = run_bare_minimal(f"sqlite:///{tmp / 'minimal.db'}", r, messages, args.batch)
-        print(f"ingest_events_per_s = {ours:.0f}")
-        pg = None
+        pg = {}
         if not args.no_postgres:
-            pg = run_postgres(r, messages, regions, args.batch)
-        print(f"ingest_events_per_s_postgres = {pg:.0f}" if pg else "ingest_events_per_s_postgres = n/a")
+            for k in sorted({1, workers}):
+                pg[k] = run_postgres(r, server.url, messages, regions, args.batch, k)
+        print(f"ingest_consumer_workers = {workers}")
+        print(f"ingest_events_per_s = {ours[workers]:.0f}")
+        print(f"ingest_events_per_s_postgres = {pg[workers]:.0f}" if pg.get(workers) else
+              "ingest_events_per_s_postgres = n/a")
         print(f"ingest_bare_events_per_s = {bare:.0f}")
-        print(f"ingest_ratio_vs_bare = {ours / bare:.2f}")
+        print(f"ingest_ratio_vs_bare = {ours[workers] / bare:.2f}")
         print(f"ingest_bare_minimal_events_per_s = {minimal:.0f}")
+        print(f"ingest_events_per_s_one_worker = {ours[1]:.0f}")
+        print(f"ingest_events_per_s_postgres_one_worker = {pg[1]:.0f}" if pg.get(1) else
+              "ingest_events_per_s_postgres_one_worker = n/a")
+        print(f"ingest_ratio_vs_bare_one_worker = {ours[1] / bare:.2f}")
     finally:
         r.close()
         server.stop()
     return 0
 
 
-def run_postgres(r, messages, regions, batch: int) -> float | None:
+def run_postgres(r, redis_url: str, messages, regions, batch: int, workers: int) -> float | None:
     url = sa.engine.make_url(pg_url())
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")
@@ -225,11 +277,9 @@ def run_postgres(r, messages, regions, batch: int) -> float | None:
         return None
     try:
         scoped = url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-        eng = fresh_store(scoped, regions)
+        fresh_store(scoped, regions).dispose()
         r.flushdb()
-        rate = run_consumer(eng, r, messages, batch)
-        eng.dispose()
-        return rate
+        return run_consumers(scoped, redis_url, r, messages, batch, workers)
     finally:
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))

@@ -32,12 +32,14 @@ CALLBACK_MODULES = (
 
 
 class CommandCenter(dash.Dash):
-    """Dash, loading only the framework scripts the pages need (dashboard.page_scripts)."""
+    """Dash, loading only the framework scripts the pages need, and asking for its layout early
+    (dashboard.page_scripts)."""
 
     def interpolate_index(self, **kwargs):
-        from .page_scripts import trim
+        from .page_scripts import preload, trim
 
         kwargs["scripts"] = trim(kwargs["scripts"])
+        kwargs["metas"] = preload(self.config.requests_pathname_prefix) + kwargs["metas"]
         return super().interpolate_index(**kwargs)
 
 

@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--name", help="consumer name in the group (default CONSUMER_NAME or host-pid)")
     p.add_argument("--burst", action="store_true", help="stop when the stream is drained")
+    p.add_argument("--workers", type=int, help="consumer processes in the group (default CONSUMER_WORKERS; "
+                                               "0: one per CPU core, at most 4)")
 
     p = sub.add_parser("simulate", help="feed a realistic live district into the stream")
     _common(p)
@@ -136,9 +138,9 @@ def _dispatch(command: str, args, settings: Settings):
 
         return cli_export(settings, args)
     if command == "consume":
-        from .feed.consumer import cli_consume
+        from .feed.pool import cli_consume_pool
 
-        return cli_consume(settings, name=args.name, burst=args.burst)
+        return cli_consume_pool(settings, name=args.name, burst=args.burst, workers=args.workers)
     if command == "simulate":
         from .feed.simulate import cli_simulate
 

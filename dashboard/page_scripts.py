@@ -27,6 +27,11 @@ EAGER = {"/dash_leaflet/dash_leaflet.": "async-GeoJSON.js"}  # bundle -> chunk b
 _TAG = re.compile(r'<script src="([^"]+)"></script>')
 
 
+def preload(prefix: str) -> str:
+    return "".join(f'<link rel="preload" href="{prefix}{path}" as="fetch" crossorigin>'
+                   for path in ("_dash-layout", "_dash-dependencies"))
+
+
 def trim(scripts_html: str) -> str:
     def keep(m: re.Match) -> str:
         src = m.group(1)

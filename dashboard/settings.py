@@ -57,6 +57,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("INGEST_API_KEYS", "demo-key", "Comma-separated API keys accepted by the ingest and Open311 APIs"),
     Setting("STREAM_MAXLEN", 1_000_000, "Approximate cap on the feed stream length (never trims unacknowledged entries)", int),
     Setting("CONSUMER_NAME", "", "Name of this consumer in the group; empty means host-pid"),
+    Setting("CONSUMER_WORKERS", 0, "Consumer processes `python -m dashboard consume` runs in the group; "
+            "0 means one per CPU core, at most 4", int),
     Setting("CLAIM_IDLE_MS", 30_000, "Pending messages idle this long are claimed from a dead consumer", int),
     Setting("LOG_LEVEL", "INFO", "Logging level"),
 )
@@ -81,6 +83,7 @@ class Settings:
     ingest_api_keys: str = "demo-key"
     stream_maxlen: int = 1_000_000
     consumer_name: str = ""
+    consumer_workers: int = 0
     claim_idle_ms: int = 30_000
     log_level: str = "INFO"
     extra: Mapping[str, Any] = field(default_factory=dict)

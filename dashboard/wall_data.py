@@ -25,6 +25,7 @@ from .store.schema import (
     KEY_POPULATION_COLUMNS, building, event, facility, hazard, house, patrol, position,
     region, resident_summary, vehicle,
 )
+from .store.aggregate import keyed, listed
 from .store.scope import in_scope
 
 QUANT = 100_000  # 1e-5 degree steps, about 1.1 m at Qingdao's latitude
@@ -162,35 +163,35 @@ def grid_measures(engine: Engine, scope: str | None, now: datetime | None = None
     now = now or datetime.now(timezone.utc)
     day_start = datetime.now(ZoneInfo(tz)).replace(hour=0, minute=0, second=0, microsecond=0)
     with engine.connect() as conn:
-        grids = conn.execute(select(region.c.code, region.c.population)
-                             .where(region.c.level == "grid", in_scope(region.c.code, scope))
-                             .order_by(region.c.code)).all()
-        index = {c: i for i, (c, _) in enumerate(grids)}
+        population = keyed(conn, select(region.c.code, region.c.population)
+                           .where(region.c.level == "grid", in_scope(region.c.code, scope)))
+        grids = sorted(population)
+        index = {c: i for i, c in enumerate(grids)}
         n = len(grids)
         out = {m: [0] * n for m in ("open", "overdue", "recent", "hazards", "patrolled")}
         open_state = event.c.state.in_(OPEN_STATES)
-        for g, k, late in conn.execute(
-                select(event.c.grid_code, func.count(),
-                       func.sum(case((and_(event.c.deadline_at.is_not(None), event.c.deadline_at < now), 1), else_=0)))
-                .where(open_state, in_scope(event.c.grid_code, scope)).group_by(event.c.grid_code)):
+        late = func.sum(case((and_(event.c.deadline_at.is_not(None), event.c.deadline_at < now), 1), else_=0))
+        for g, (k, overdue) in keyed(conn, select(event.c.grid_code, func.count(), late)
+                                     .where(open_state, in_scope(event.c.grid_code, scope))
+                                     .group_by(event.c.grid_code)).items():
             if g in index:
                 out["open"][index[g]] = int(k)
-                out["overdue"][index[g]] = int(late or 0)
-        for g, k in conn.execute(select(event.c.grid_code, func.count())
-                                 .where(event.c.reported_at >= now - timedelta(days=30),
-                                        in_scope(event.c.grid_code, scope)).group_by(event.c.grid_code)):
+                out["overdue"][index[g]] = int(overdue or 0)
+        for g, k in keyed(conn, select(event.c.grid_code, func.count())
+                          .where(event.c.reported_at >= now - timedelta(days=30),
+                                 in_scope(event.c.grid_code, scope)).group_by(event.c.grid_code)).items():
             if g in index:
                 out["recent"][index[g]] = int(k)
-        for g, k in conn.execute(select(hazard.c.grid_code, func.count())
-                                 .where(hazard.c.state == "open", in_scope(hazard.c.grid_code, scope))
-                                 .group_by(hazard.c.grid_code)):
+        for g, k in keyed(conn, select(hazard.c.grid_code, func.count())
+                          .where(hazard.c.state == "open", in_scope(hazard.c.grid_code, scope))
+                          .group_by(hazard.c.grid_code)).items():
             if g in index:
                 out["hazards"][index[g]] = int(k)
-        for (g,) in conn.execute(select(patrol.c.grid_code).distinct()
-                                 .where(patrol.c.at >= day_start, in_scope(patrol.c.grid_code, scope))):
+        for g in listed(conn, select(patrol.c.grid_code).distinct()
+                        .where(patrol.c.at >= day_start, in_scope(patrol.c.grid_code, scope))):
             if g in index:
                 out["patrolled"][index[g]] = 1
-    pops = [int(p or 0) for _, p in grids]
+    pops = [int(population[g] or 0) for g in grids]
     out["per1000"] = [round(1000.0 * r / p, 1) if p > 0 else 0 for r, p in zip(out.pop("recent"), pops)]
     out["breaks"] = {m: breaks(out[m], integer=m != "per1000") for m in MEASURES}
     out["n"] = n
@@ -214,8 +215,10 @@ def columnar(lon, lat, crs: str, cols: dict | None = None, dict_cols: dict | Non
              time_cols: dict | None = None) -> dict:
     """Coordinates as integer offsets from the minimum, plus plain and dictionary-encoded columns.
 
-    time_cols (datetimes) become whole minutes relative to ``t0`` (epoch seconds of the current
-    minute): four digits instead of ten per value, and a minute is what the wall shows."""
+    time_cols (datetimes) become whole minutes relative to ``t0`` (epoch seconds of the earliest
+    minute in them): four or five digits instead of ten per value, and a minute is what the wall
+    shows. ``t0`` comes from the data, not the clock, so the body (and its cache entry and ETag)
+    stays the same until the data changes; overdue-ness is worked out by the browser's clock."""
     lon, lat = _shift(lon, lat, crs)
     n = int(lon.size)
     out: dict = {"n": n, "q": QUANT}
@@ -229,7 +232,8 @@ def columnar(lon, lat, crs: str, cols: dict | None = None, dict_cols: dict | Non
     out["c"] = cols or {}
     out["d"] = {}
     if time_cols:
-        t0 = int(datetime.now(timezone.utc).timestamp()) // 60 * 60
+        stamps = [v.timestamp() for values in time_cols.values() for v in values if v is not None]
+        t0 = int(min(stamps)) // 60 * 60 if stamps else 0
         out["t0"] = t0
         out["tc"] = list(time_cols)
         for name, values in time_cols.items():
@@ -242,9 +246,8 @@ def columnar(lon, lat, crs: str, cols: dict | None = None, dict_cols: dict | Non
     return out
 
 
-def open_events(engine: Engine, scope: str | None, crs: str = "wgs84", now: datetime | None = None) -> dict:
+def open_events(engine: Engine, scope: str | None, crs: str = "wgs84") -> dict:
     """Open events inside scope for the clustered layer (no reporter, no personal data)."""
-    now = now or datetime.now(timezone.utc)
     stmt = (select(event.c.id, event.c.lon, event.c.lat, event.c.grid_code, event.c.category,
                    event.c.subcategory, event.c.level, event.c.urgent, event.c.state, event.c.source,
                    event.c.reported_at, event.c.deadline_at, event.c.handler)
@@ -259,7 +262,7 @@ def open_events(engine: Engine, scope: str | None, crs: str = "wgs84", now: date
     }, time_cols={"at": cols[10], "dl": cols[11]}, dict_cols={
         "g": list(cols[3]), "cat": list(cols[4]), "sub": [v or "" for v in cols[5]],
         "st": list(cols[8]), "src": list(cols[9]), "h": [v or "" for v in cols[12]],
-    }) | {"now": _epoch(now)}
+    })
 
 
 def open_hazards(engine: Engine, scope: str | None, crs: str = "wgs84") -> dict:
@@ -372,9 +375,9 @@ def layer_version(engine: Engine, layer: str, scope: str | None) -> str | None:
             # The newest change to ANY event (one step down the updated_at index) rather than
             # count + newest in the scope: that read every event the scope ever had, closed ones
             # included, on every request. A change elsewhere rebuilds this part too, which is
-            # safe. Overdue-ness moves with the clock: a minute bucket keeps it fresh.
-            last = conn.execute(select(func.max(ts))).scalar()
-            return f"{last}:{int(datetime.now(timezone.utc).timestamp() // 60)}"
+            # safe. Overdue-ness moves with the clock, but the browser works it out from the
+            # deadline, so the body does not depend on the time of the request.
+            return str(conn.execute(select(func.max(ts))).scalar())
         n, last = conn.execute(select(func.count(), func.max(ts)).where(in_scope(col, scope))).one()
     return f"{n}:{last}"
 

@@ -1,6 +1,8 @@
-"""Process-level: ``python -m dashboard consume`` killed with SIGKILL mid-batch, and stopped with SIGTERM."""
+"""Process-level: ``python -m dashboard consume`` killed with SIGKILL mid-batch, stopped with SIGTERM,
+and run as a pool of worker processes (``--workers``)."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -28,8 +30,10 @@ def _env(db_url: str, redis_url: str, tmp_path: Path, **extra) -> dict:
     return env
 
 
-def _start(env: dict, name: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "dashboard", "consume", "--name", name, *args],
+def _start(env: dict, name: str, *args: str, workers: int = 1) -> subprocess.Popen:
+    """One consumer process unless asked (``consume`` defaults to one worker per core)."""
+    return subprocess.Popen([sys.executable, "-m", "dashboard", "consume", "--name", name,
+                             "--workers", str(workers), *args],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -142,3 +146,94 @@ def test_feed021_sigterm_finishes_the_batch_acks_and_exits_0(store, tmp_path):
     info = {c["name"].decode(): c for c in r.xinfo_consumers(STREAM, GROUP)}
     assert info["t1"]["pending"] == 0
     assert F.count(engine, event) == stored
+
+
+def _worker_pids(proc: subprocess.Popen, timeout: float = 60) -> list[int]:
+    """The pids the pool logs when its workers start (a JSON line on stderr)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if rec.get("msg") == "consumer workers started":
+            return rec["pids"]
+    raise AssertionError("the pool never said its workers started")
+
+
+def _members(r) -> set[str]:
+    return {c["name"].decode() for c in r.xinfo_consumers(STREAM, GROUP)}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_feed022_worker_pool_drains_the_stream_once(store, tmp_path):
+    db_url, redis_url, engine, r = store
+    msgs, _invalid = _workload(3000)
+    F.xadd_all(r, msgs)
+    proc = _start(_env(db_url, redis_url, tmp_path, LOG_LEVEL="INFO"), "p", "--burst", workers=2)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    lines = out.decode().splitlines()
+    assert sorted(line.split(":")[0] for line in lines) == ["p-1", "p-2"]
+    applied = sum(int(part.split("=")[1]) for line in lines for part in line.split() if part.startswith("applied="))
+    unique = {m["id"]: m for m in msgs}
+    assert applied == len(unique)  # between them, each message once
+    assert _ledger(engine) == len(unique)
+    assert F.count(engine, event_step) == 3000 and F.count(engine, feed_pending) == 0
+    assert r.xpending(STREAM, GROUP)["pending"] == 0
+    names = {c["name"].decode() for c in r.xinfo_consumers(STREAM, GROUP)}
+    assert {"p-1", "p-2"} <= names
+
+
+def test_feed023_worker_pool_stops_on_sigterm_and_dies_with_its_parent(store, tmp_path):
+    db_url, redis_url, engine, r = store
+    F.xadd_all(r, [F.reported(f"P{i}", i % 3) for i in range(40_000)])
+    env = _env(db_url, redis_url, tmp_path, LOG_LEVEL="INFO")
+
+    # SIGTERM while the workers are still starting: a clean stop too
+    proc = _start(env, "e", workers=2)
+    pids = _worker_pids(proc)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert not any(_alive(p) for p in pids)
+
+    # SIGTERM to the pool: each worker finishes its batch, acks it and exits; the pool exits 0
+    proc = _start(env, "s", workers=2)
+    pids = _worker_pids(proc)
+    assert len(pids) == 2
+    deadline = time.monotonic() + 120
+    while (_ledger(engine) < 1000 or not {"s-1", "s-2"} <= _members(r)) and time.monotonic() < deadline:
+        time.sleep(0.02)  # both workers are consuming
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert sorted(line.split(":")[0] for line in out.decode().splitlines()) == ["s-1", "s-2"]
+    assert not any(_alive(p) for p in pids)
+    assert r.xpending(STREAM, GROUP)["pending"] == 0
+    stored = _ledger(engine)
+    assert 1000 <= stored < 40_000 and F.count(engine, event) == stored
+
+    # SIGKILL to the pool: its workers are told to stop (no orphan keeps consuming)
+    proc = _start(env, "o", workers=2)
+    pids = _worker_pids(proc)
+    while _ledger(engine) < stored + 1000 and time.monotonic() < deadline + 120:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    gone_by = time.monotonic() + 30
+    while any(_alive(p) for p in pids) and time.monotonic() < gone_by:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in pids)
+    assert r.xpending(STREAM, GROUP)["pending"] == 0  # they finished their batches before exiting
+    assert F.count(engine, event) == _ledger(engine) < 40_000

@@ -1,0 +1,118 @@
+"""``python -m dashboard consume --workers N``: N consumer processes in one group.
+
+A consumer spends about a third of each message outside the database write
+(reading the stream, validating, placing, acknowledging, publishing deltas),
+and Python runs that on one core. Two processes overlap one's Python work with
+the other's write: bench/ingest.py measured 1.6-1.7x one process's rate on a
+2-core machine, into SQLite and PostgreSQL alike. The workers are ordinary
+members of the consumer group, so everything the group guarantees holds as it
+does for consumers on several machines: each message applied once (the
+ledger), a case's steps held until their case exists, a dead worker's pending
+entries claimed back by the others.
+
+The parent starts the embedded Redis when there is no ``REDIS_URL`` (the
+workers connect to it), forwards SIGTERM/SIGINT to the workers, waits for them
+to finish their batch, and exits non-zero if any worker failed. A worker
+whose parent dies gets SIGTERM (Linux ``PR_SET_PDEATHSIG``), so no orphan keeps
+consuming.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+
+from ..settings import Settings
+
+log = logging.getLogger(__name__)
+MAX_AUTO_WORKERS = 4
+
+
+def worker_count(settings: Settings, workers: int | None = None) -> int:
+    n = settings.consumer_workers if workers is None else workers
+    if n > 0:
+        return n
+    return max(1, min(MAX_AUTO_WORKERS, os.cpu_count() or 1))
+
+
+def cli_consume_pool(settings: Settings, name: str | None = None, burst: bool = False,
+                     workers: int | None = None) -> int:
+    from .consumer import cli_consume, default_name
+
+    n = worker_count(settings, workers)
+    if n == 1:
+        return cli_consume(settings, name=name, burst=burst)
+    from ..services import Services
+
+    services = Services.open(settings)  # migrations, and the embedded Redis the workers share
+    base = name or default_name(settings)
+    ctx = mp.get_context("spawn")  # a fresh interpreter: no inherited engine, sockets or threads
+    procs = [ctx.Process(target=_worker, args=(settings, services.redis_url, f"{base}-{i}", burst),
+                         name=f"{base}-{i}") for i in range(1, n + 1)]
+
+    stopping = []
+
+    def _forward(signum, _frame):
+        stopping.append(signum)
+        log.info("stop requested; stopping the workers", extra={"signal": signum, "workers": n})
+        for p in procs:
+            if p.pid is not None and p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+
+    old = {sig: signal.signal(sig, _forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for p in procs:
+            p.start()
+        log.info("consumer workers started", extra={"workers": n, "names": [p.name for p in procs],
+                                                    "pids": [p.pid for p in procs]})
+        for p in procs:
+            p.join()
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for p in procs:  # an exception above: do not leave workers behind
+            if p.is_alive():
+                p.terminate()
+                p.join(10)
+        services.close()
+    # a worker still starting (before it could set its handler) ends by the SIGTERM itself
+    failed = [p.name for p in procs if p.exitcode != 0 and not (stopping and p.exitcode == -signal.SIGTERM)]
+    if failed:
+        log.error("consumer workers failed", extra={"workers": failed})
+    return 1 if failed else 0
+
+
+def _die_with_parent() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the parent's finally still stops its workers
+        pass
+
+
+def _worker(settings: Settings, redis_url: str, name: str, burst: bool) -> None:
+    import threading
+
+    stop = threading.Event()  # set before anything slow: a stop during start-up is not lost
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    _die_with_parent()
+    from ..logs import setup_logging
+    from ..redis_server import connect
+    from ..store.engine import make_engine
+    from .consumer import Consumer
+
+    setup_logging(settings.log_level)
+    engine = make_engine(settings.effective_database_url)
+    block_ms = 1000
+    r = connect(redis_url, socket_timeout=block_ms / 1000 + 10, socket_connect_timeout=5)
+    consumer = Consumer(engine, r, name=name, block_ms=block_ms, claim_idle_ms=settings.claim_idle_ms,
+                        stream_maxlen=settings.stream_maxlen, timezone_name=settings.timezone, stop_event=stop)
+    try:
+        stats = consumer.run(burst=burst)
+        print(f"{name}: " + " ".join(f"{k}={v}" for k, v in stats.items()), flush=True)
+    finally:
+        r.close()
+        engine.dispose()
