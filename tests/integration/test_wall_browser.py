@@ -112,7 +112,12 @@ def test_wall011_renders_every_panel_and_layer_without_scrollbars(city, server, 
     wait_for(d, " && ".join(f"document.querySelector('.{c}, .{c[:2]}-{c[4:]}')" for c in layer_classes), 15)
     h, ih, w, iw, bh = no_scrollbars(d)
     assert h <= ih and w <= iw and bh <= ih, (h, ih, w, iw, bh)
-    assert severe_logs(d) == []
+    # Dash took the layout the page preloaded: one request, and no "preloaded but not used" warning
+    assert d.execute_script("return performance.getEntriesByType('resource')"
+                            ".filter(e => new URL(e.name).pathname === '/_dash-layout').length") == 1
+    logs = d.get_log("browser")
+    assert [e["message"] for e in logs if e["level"] == "SEVERE"] == []
+    assert [e["message"] for e in logs if "preload" in e["message"]] == []
 
 
 def click_grid(d, code):

@@ -23,6 +23,10 @@ def test_wall030_page_trims_polyfill_and_table_and_loads_geojson_eagerly(make_se
     leaflet = next(i for i, s in enumerate(order) if "/dash_leaflet/dash_leaflet." in s)
     assert order[leaflet + 1].endswith("/dash_leaflet/async-GeoJSON.js")
     assert any("dash_renderer" in s for s in order) and any("dash_core_components" in s for s in order)
+    # the layout is asked for with the page, before Dash's scripts have run
+    head = html[:html.index("</head>")]
+    for path in ("/_dash-layout", "/_dash-dependencies"):
+        assert f'<link rel="preload" href="{path}" as="fetch" crossorigin>' in head
 
 
 def test_wall031_no_page_uses_dash_table():
@@ -85,3 +89,10 @@ def test_wall033_first_layout_holds_the_page_its_referrer_names(make_services, e
 def test_wall034_eager_chunk_follows_the_bundle_under_a_path_prefix():
     html = '<script src="/grid/_dash-component-suites/dash_leaflet/dash_leaflet.v1_1_3m1.js"></script>'
     assert trim(html) == (html + '\n<script src="/grid/_dash-component-suites/dash_leaflet/async-GeoJSON.js"></script>')
+
+
+def test_wall035_preload_follows_the_path_prefix():
+    from dashboard.page_scripts import preload
+
+    assert preload("/grid/") == ('<link rel="preload" href="/grid/_dash-layout" as="fetch" crossorigin>'
+                                 '<link rel="preload" href="/grid/_dash-dependencies" as="fetch" crossorigin>')

@@ -197,6 +197,51 @@ def test_wall008_events_body_follows_the_store(city):
     assert "late-arrival" in after["c"]["id"]
 
 
+def test_wall011_events_body_does_not_change_with_the_clock(city, monkeypatch):
+    """The time base comes from the data: the same rows give the same body (and cache entry, and
+    ETag) a minute later; it used to be the current minute, so every cache entry expired each minute."""
+    svc, _rows, events, _, _client = city
+    first = wall_data.point_layer(svc.engine, "events", STREET)
+    version = wall_data.layer_version(svc.engine, "events", STREET)
+    real = datetime
+
+    class Later(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return real.now(tz) + timedelta(minutes=7)
+
+    monkeypatch.setattr(wall_data, "datetime", Later)
+    assert wall_data.point_layer(svc.engine, "events", STREET) == first
+    assert wall_data.layer_version(svc.engine, "events", STREET) == version
+    mine = [e for e in events if e["grid_code"].startswith(STREET) and e["state"] != "closed"]
+    earliest = min(min(e["reported_at"], e["deadline_at"] or e["reported_at"]) for e in mine)
+    assert first["t0"] == int(earliest.timestamp()) // 60 * 60
+    assert min(v for k in first["tc"] for v in first["c"][k] if v is not None) == 0
+
+
+@pytest.mark.parametrize("scope", ["", STREET])
+def test_wall012_keyed_aggregates_equal_the_grouped_rows(city, scope):
+    """store.aggregate reads a grouped query as one JSON row, on SQLite and PostgreSQL alike."""
+    from sqlalchemy import func
+
+    from dashboard.store.aggregate import keyed, listed
+    from dashboard.store.scope import in_scope
+
+    svc = city[0]
+    grouped = (select(event.c.grid_code, func.count(), func.max(event.c.level))
+               .where(in_scope(event.c.grid_code, scope)).group_by(event.c.grid_code))
+    single = select(event.c.grid_code, func.count()).where(in_scope(event.c.grid_code, scope)).group_by(event.c.grid_code)
+    with svc.engine.connect() as conn:
+        rows = conn.execute(grouped).all()
+        assert keyed(conn, grouped) == {g: [n, lvl] for g, n, lvl in rows}
+        assert keyed(conn, single) == {g: n for g, n, _ in rows}
+        assert sorted(listed(conn, select(event.c.grid_code).distinct().where(in_scope(event.c.grid_code, scope)))) \
+            == sorted(g for g, _, _ in rows)
+        nothing = select(event.c.grid_code, func.count()).where(event.c.grid_code == "none").group_by(event.c.grid_code)
+        assert keyed(conn, nothing) == {}
+        assert listed(conn, select(event.c.grid_code).where(event.c.grid_code == "none")) == []
+
+
 def test_wall009_wall_page_config_is_scoped_and_localised(city):
     svc, rows, events, *_ = city
     from callbacks.wall import build_config, wall_page
