@@ -25,6 +25,7 @@ from urllib.parse import parse_qs
 from dash import Input, Output, State, no_update
 
 from dashboard import ids, kpi
+from dashboard.store.version import feed_version
 from dashboard.i18n import pick_lang, t
 from layouts import panels
 
@@ -34,7 +35,7 @@ CACHE_KEY = "kpi.wall_figures"
 SLOW_KEY = "kpi.slow_figures"
 RENDER_KEY = "panels.rendered"
 RENDER_KEEP_S = 300.0  # forget the components of a scope no wall has shown for this long
-TTL_S = 1.0
+TTL_S = 60.0  # recomputed at once when the store changes (feed_version) or a tick asks; this bounds the rest
 SLOW_TTL_S = 30.0  # 30-day windows barely move in 30 s; today's figures stay live
 SCOPE_RE = re.compile(r"^\d{6,24}$")
 # Charts whose tick-to-tick change is a sliver of today's bar are resent at most this
@@ -54,8 +55,9 @@ def parse_query(search: str | None, default_lang: str) -> tuple[str | None, str,
 
 
 def figures(services, scope: str | None, now: datetime | None = None, fresh_after_ms: float | None = None) -> dict:
-    """wall_figures for ``scope``, shared across viewers for TTL_S seconds; its
-    slow-moving parts (30-day windows, population) are reused for SLOW_TTL_S.
+    """wall_figures for ``scope``, shared across viewers until the store changes (feed_version:
+    every commit, and every minute as the clock moves), at most TTL_S; its slow-moving parts
+    (30-day windows, population) are reused for SLOW_TTL_S.
 
     ``fresh_after_ms``: the LIVE_TICK's time (epoch ms). The browser hears of a
     delta only after the consumer committed it, so a shared result started
@@ -75,7 +77,7 @@ def figures(services, scope: str | None, now: datetime | None = None, fresh_afte
             slow_cache[scope] = (mono, slow)
         return kpi.wall_figures(services.engine, scope, at, tz, slow=slow)
     return services.shared(CACHE_KEY, scope, compute, ttl_s=TTL_S, fresh_after_ms=fresh_after_ms,
-                           reuse=now is None)
+                           reuse=now is None, version=feed_version(services.engine))
 
 
 def tick_time_ms(tick) -> float | None:

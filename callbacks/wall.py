@@ -18,6 +18,7 @@ from callbacks.panels import tick_time_ms
 from dashboard import domain, ids, wall_data
 from dashboard.geo.coords import wgs84_to_gcj02
 from dashboard.i18n import TEXT, t
+from dashboard.store.version import feed_version
 from layouts.map import ASSET_LAYERS, CLUSTER, legend, overlay_names
 from layouts.wall import wall_layout
 
@@ -25,6 +26,7 @@ SCOPE_RE = re.compile(r"^\d{6,24}$")
 SINKS = ids.MAP_SINKS
 
 
+VERSIONED_TTL_S = 60.0  # feed_version changes with every commit and every minute; this bounds the rest
 MAX_PARTS = 40  # a wall over more streets than this loads as one part
 
 
@@ -74,8 +76,8 @@ def build_config(services, scope: str, lang: str, query: dict) -> dict:
     settings = services.settings
     engine = services.engine
     crs = query.get("crs") if query.get("crs") in wall_data.CRSS else settings.tile_crs
-    summary = services.shared("wall.summary", (scope, wall_data.region_version(engine, scope or None)),
-                              lambda: wall_data.region_summary(engine, scope or None), ttl_s=300)
+    summary = services.shared("wall.summary", scope, lambda: wall_data.region_summary(engine, scope or None),
+                              ttl_s=300, version=wall_data.region_version(engine, scope or None))
     measures = shared_measures(services, scope)
     root = summary["root"] or {"code": scope, "name": t("app_title", lang), "level": "district"}
     bounds = summary["bounds"]
@@ -170,12 +172,15 @@ var codes=fc.features.map(function(f){return f.properties.c;});
 parts(codes.length>0&&codes.length<=%d?codes:[scope]);}).catch(function(){});})();</script>""" % MAX_PARTS
 
 
-def shared_measures(services, scope: str, ttl_s: float = 1.0, fresh_after_ms: float | None = None) -> dict:
-    """grid_measures per scope, computed at most once a second however many walls watch it;
-    a result started before ``fresh_after_ms`` (the tick's time: the page heard of a commit
-    then) is recomputed, so a tick is answered with what it announced (as callbacks.panels)."""
+def shared_measures(services, scope: str, fresh_after_ms: float | None = None) -> dict:
+    """grid_measures per scope, computed once per change of the store however many walls watch
+    it (and at least once a minute, as deadlines pass); a result started before ``fresh_after_ms``
+    (the tick's time: the page heard of a commit then) is recomputed, so a tick is answered with
+    what it announced (as callbacks.panels)."""
+    version = (feed_version(services.engine), wall_data.region_version(services.engine, scope or None))
     return services.shared("wall.measures", scope, lambda: wall_data.grid_measures(
-        services.engine, scope or None, tz=services.settings.timezone), ttl_s=ttl_s, fresh_after_ms=fresh_after_ms)
+        services.engine, scope or None, tz=services.settings.timezone), ttl_s=VERSIONED_TTL_S,
+        fresh_after_ms=fresh_after_ms, version=version)
 
 
 def register(app, services) -> None:

@@ -54,20 +54,22 @@ class Services:
         return loc
 
     def shared(self, name: str, key, compute, *, ttl_s: float, fresh_after_ms: float | None = None,
-               reuse: bool = True):
+               reuse: bool = True, version=None):
         """``compute()``, shared per ``key`` by every viewer for ``ttl_s`` seconds (one computation
-        at a time per ``name``). A result started before ``fresh_after_ms`` (epoch ms: the commit a
-        page announces it has heard) is recomputed, not served; ``reuse=False`` always recomputes."""
+        at a time per ``name``) while ``version`` (a fingerprint of the data it reads) is unchanged.
+        A result started before ``fresh_after_ms`` (epoch ms: the commit a page announces it has
+        heard) is recomputed, not served; ``reuse=False`` always recomputes. One entry per key:
+        a new version replaces the old one."""
         cache = self.cache.setdefault(name, {"lock": threading.Lock(), "entries": {}})
         with cache["lock"]:
             mono = time.monotonic()
             hit = cache["entries"].get(key)
-            if (reuse and hit and mono - hit[0] < ttl_s
+            if (reuse and hit and mono - hit[0] < ttl_s and hit[3] == version
                     and (fresh_after_ms is None or hit[2] >= fresh_after_ms)):
                 return hit[1]
             started_ms = time.time() * 1000.0
             data = compute()
-            cache["entries"][key] = (mono, data, started_ms)
+            cache["entries"][key] = (mono, data, started_ms, version)
             return data
 
     def reset_caches(self) -> None:

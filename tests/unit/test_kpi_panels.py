@@ -266,37 +266,68 @@ def test_kpi029_components_built_once_per_scope_and_language(engine, make_servic
     assert all(c[k][1] is a[k][1] for k in a)  # unchanged panels are not rebuilt
 
 
-def test_kpi026_a_tick_after_the_cached_result_forces_a_recompute(engine, make_services):
+@pytest.fixture
+def frozen_minute(monkeypatch):
+    """The store's fingerprint includes the current minute: keep it still, so a test never
+    straddles a minute boundary."""
+    import time as _time
+    from types import SimpleNamespace
+
+    import dashboard.store.version as version
+    clock = SimpleNamespace(now=_time.time())
+    monkeypatch.setattr(version, "time", SimpleNamespace(time=lambda: clock.now))
+    return clock
+
+
+def test_kpi026_figures_follow_the_store_and_a_tick_catches_what_the_fingerprint_misses(engine, make_services, frozen_minute):
     import time as _time
     from datetime import datetime, timezone
 
     from dashboard.store.schema import event as event_table
-    seeded(engine, World())
+    now = datetime.now(timezone.utc)
+    grid = "370202001001001"
+    seeded(engine, World(events=[make_event(0, grid, now - timedelta(seconds=10))]))
     svc = make_services(engine.url.render_as_string(hide_password=False), "")
     first = figures(svc, STREET_A)
-    now = datetime.now(timezone.utc)
+    assert figures(svc, STREET_A) is first  # nothing changed: one computation for every wall
+    # a commit the store's fingerprint sees (a newer change): recomputed at once, no tick needed
     with engine.begin() as conn:
-        conn.execute(event_table.insert(), [make_event(1, "370202001001001", now - timedelta(seconds=1))])
-    assert figures(svc, STREET_A) is first  # within a second, no tick: shared
-    tick_ms = _time.time() * 1000.0  # the browser heard of the delta after the commit
-    again = figures(svc, STREET_A, fresh_after_ms=tick_ms)
-    assert again is not first and again["today"]["reported"] == first["today"]["reported"] + 1
-    assert again["today"]["open"] == first["today"]["open"] + 1
+        conn.execute(event_table.insert(), [make_event(1, grid, now - timedelta(seconds=1))])
+    second = figures(svc, STREET_A)
+    assert second is not first and second["today"]["reported"] == first["today"]["reported"] + 1
+    # one it cannot see: two consumers committing out of apply-time order leave the newest change
+    # as it was. The page's tick (it heard the delta after the commit) still forces a recompute.
+    with engine.begin() as conn:
+        conn.execute(event_table.insert(), [make_event(2, grid, now - timedelta(seconds=1),
+                                                       updated_at=now - timedelta(seconds=30))])
+    assert figures(svc, STREET_A) is second
+    again = figures(svc, STREET_A, fresh_after_ms=_time.time() * 1000.0)
+    assert again is not second and again["today"]["reported"] == second["today"]["reported"] + 1
+    assert again["today"]["open"] == second["today"]["open"] + 1
 
 
-def test_kpi027_the_map_measures_answer_a_tick_with_what_it_announced(engine, make_services):
+def test_kpi027_the_map_measures_answer_a_tick_with_what_it_announced(engine, make_services, frozen_minute):
     import time as _time
     from datetime import datetime, timezone
 
     from callbacks.wall import shared_measures
     from dashboard.store.schema import event as event_table
-    seeded(engine, World())
-    svc = make_services(engine.url.render_as_string(hide_password=False), "")
+    now = datetime.now(timezone.utc)
     grid = "370202001001001"
+    seeded(engine, World(events=[make_event(0, grid, now - timedelta(seconds=10))]))
+    svc = make_services(engine.url.render_as_string(hide_password=False), "")
     first = shared_measures(svc, STREET_A)
-    with engine.begin() as conn:
-        conn.execute(event_table.insert(), [make_event(1, grid, datetime.now(timezone.utc) - timedelta(seconds=1))])
-    assert shared_measures(svc, STREET_A) is first  # within a second, no tick: shared by every wall
+    assert shared_measures(svc, STREET_A) is first  # unchanged store: shared by every wall
+    with engine.begin() as conn:  # a change the fingerprint sees
+        conn.execute(event_table.insert(), [make_event(1, grid, now - timedelta(seconds=1))])
+    second = shared_measures(svc, STREET_A)
+    assert second is not first and sum(second["open"]) == sum(first["open"]) + 1
+    with engine.begin() as conn:  # one it cannot see (out-of-order commits): the tick catches it
+        conn.execute(event_table.insert(), [make_event(2, grid, now - timedelta(seconds=1),
+                                                       updated_at=now - timedelta(seconds=30))])
+    assert shared_measures(svc, STREET_A) is second
     again = shared_measures(svc, STREET_A, fresh_after_ms=_time.time() * 1000.0)
-    assert again is not first and sum(again["open"]) == sum(first["open"]) + 1
+    assert again is not second and sum(again["open"]) == sum(second["open"]) + 1
     assert shared_measures(svc, STREET_A, fresh_after_ms=_time.time() * 1000.0 - 60_000) is again  # an old tick
+    frozen_minute.now += 60  # deadlines pass with the clock: a cached result lives a minute at most
+    assert shared_measures(svc, STREET_A) is not again
