@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -52,7 +53,11 @@ class EmbeddedRedis:
             "--appendfsync", "everysec", "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),
         ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Its own session: a Ctrl-C or a `timeout` signals the whole foreground process group, and
+        # the server would then shut down under the consumer still finishing its batch. We stop it
+        # ourselves, last (stop()); if we die without that, the kernel sends it SIGTERM.
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
         client = redis.Redis(unix_socket_path=self.socket)
         while True:
@@ -88,3 +93,18 @@ class EmbeddedRedis:
 def connect(url: str, **kwargs) -> redis.Redis:
     kwargs.setdefault("health_check_interval", 15)
     return redis.Redis.from_url(url, **kwargs)
+
+
+def _pdeathsig():
+    """prctl(PR_SET_PDEATHSIG, SIGTERM), resolved now: the child between fork and exec then only
+    calls a function pointer (no import, no dlopen, nothing that could wait on another thread)."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux
+        return None
+    return lambda: prctl(1, signal.SIGTERM)
+
+
+_die_with_parent = _pdeathsig()
