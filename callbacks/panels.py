@@ -25,8 +25,8 @@ from urllib.parse import parse_qs
 from dash import Input, Output, State, no_update
 
 from dashboard import ids, kpi
-from dashboard.store.version import feed_version
 from dashboard.i18n import pick_lang, t
+from dashboard.store.version import feed_version
 from layouts import panels
 
 log = logging.getLogger(__name__)

@@ -24,9 +24,9 @@ from layouts.wall import wall_layout
 
 SCOPE_RE = re.compile(r"^\d{6,24}$")
 SINKS = ids.MAP_SINKS
-
-
 VERSIONED_TTL_S = 60.0  # feed_version changes with every commit and every minute; this bounds the rest
+
+
 MAX_PARTS = 40  # a wall over more streets than this loads as one part
 
 

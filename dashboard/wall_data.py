@@ -21,11 +21,11 @@ from sqlalchemy.engine import Engine
 
 from .domain import CLOSED_STATES, OPEN_STATES
 from .geo.coords import wgs84_to_gcj02
+from .store.aggregate import keyed, listed
 from .store.schema import (
     KEY_POPULATION_COLUMNS, building, event, facility, hazard, house, patrol, position,
     region, resident_summary, vehicle,
 )
-from .store.aggregate import keyed, listed
 from .store.scope import in_scope
 
 QUANT = 100_000  # 1e-5 degree steps, about 1.1 m at Qingdao's latitude
