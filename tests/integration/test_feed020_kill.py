@@ -168,14 +168,6 @@ def _members(r) -> set[str]:
     return {c["name"].decode() for c in r.xinfo_consumers(STREAM, GROUP)}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[-1][0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def test_feed022_worker_pool_drains_the_stream_once(store, tmp_path):
     db_url, redis_url, engine, r = store
     msgs, _invalid = _workload(3000)
@@ -206,7 +198,7 @@ def test_feed023_worker_pool_stops_on_sigterm_and_dies_with_its_parent(store, tm
     proc.send_signal(signal.SIGTERM)
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()[-2000:]
-    assert not any(_alive(p) for p in pids)
+    assert not any(F.alive(p) for p in pids)
 
     # SIGTERM to the pool: each worker finishes its batch, acks it and exits; the pool exits 0
     proc = _start(env, "s", workers=2)
@@ -219,7 +211,7 @@ def test_feed023_worker_pool_stops_on_sigterm_and_dies_with_its_parent(store, tm
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()[-2000:]
     assert sorted(line.split(":")[0] for line in out.decode().splitlines()) == ["s-1", "s-2"]
-    assert not any(_alive(p) for p in pids)
+    assert not any(F.alive(p) for p in pids)
     assert r.xpending(STREAM, GROUP)["pending"] == 0
     stored = _ledger(engine)
     assert 1000 <= stored < 40_000 and F.count(engine, event) == stored
@@ -232,8 +224,8 @@ def test_feed023_worker_pool_stops_on_sigterm_and_dies_with_its_parent(store, tm
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     gone_by = time.monotonic() + 30
-    while any(_alive(p) for p in pids) and time.monotonic() < gone_by:
+    while any(F.alive(p) for p in pids) and time.monotonic() < gone_by:
         time.sleep(0.1)
-    assert not any(_alive(p) for p in pids)
+    assert not any(F.alive(p) for p in pids)
     assert r.xpending(STREAM, GROUP)["pending"] == 0  # they finished their batches before exiting
     assert F.count(engine, event) == _ledger(engine) < 40_000

@@ -131,3 +131,12 @@ def live_app():
     app = flask.Flask("feed-live")
     live.register(app, Services.open(Settings.from_env()))
     return app
+
+
+def alive(pid: int) -> bool:
+    """Is the process running (a zombie, exited but not reaped, is not)?"""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1][0] != "Z"
+    except FileNotFoundError:
+        return False

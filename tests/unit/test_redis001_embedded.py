@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.unit.feed_support import alive
+
 ROOT = Path(__file__).resolve().parents[2]
 CHILD = """
 import sys, time
@@ -23,14 +25,6 @@ except KeyboardInterrupt:
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ")[-1][0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def _start(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "r")], cwd=ROOT, stdout=subprocess.PIPE,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, start_new_session=True)
@@ -43,17 +37,17 @@ def test_redis001_ctrl_c_reaches_us_not_the_embedded_server(tmp_path):
     out, _ = proc.communicate(timeout=30)
     assert b"ping-after-ctrl-c True" in out
     deadline = time.monotonic() + 15
-    while _alive(server) and time.monotonic() < deadline:  # stopped by us at exit (atexit), saved
+    while alive(server) and time.monotonic() < deadline:  # stopped by us at exit (atexit), saved
         time.sleep(0.05)
-    assert not _alive(server)
+    assert not alive(server)
 
 
 def test_redis002_the_server_stops_when_our_process_is_killed(tmp_path):
     proc, server = _start(tmp_path)
-    assert _alive(server)
+    assert alive(server)
     proc.kill()
     proc.wait(10)
     deadline = time.monotonic() + 15
-    while _alive(server) and time.monotonic() < deadline:
+    while alive(server) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(server)
+    assert not alive(server)

@@ -216,7 +216,9 @@ def test_wall011_events_body_does_not_change_with_the_clock(city, monkeypatch):
     mine = [e for e in events if e["grid_code"].startswith(STREET) and e["state"] != "closed"]
     earliest = min(min(e["reported_at"], e["deadline_at"] or e["reported_at"]) for e in mine)
     assert first["t0"] == int(earliest.timestamp()) // 60 * 60
-    assert min(v for k in first["tc"] for v in first["c"][k] if v is not None) == 0
+    # the earliest time is the smallest offset: whole minutes from t0, its own minute
+    assert min(v for k in first["tc"] for v in first["c"][k] if v is not None) \
+        == round((earliest.timestamp() - first["t0"]) / 60)
 
 
 @pytest.mark.parametrize("scope", ["", STREET])
