@@ -57,7 +57,7 @@ class EmbeddedRedis:
         # the server would then shut down under the consumer still finishing its batch. We stop it
         # ourselves, last (stop()); if we die without that, the kernel sends it SIGTERM.
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True, preexec_fn=_die_with_parent)
+                                     start_new_session=True, preexec_fn=die_with_parent)
         deadline = time.monotonic() + timeout
         client = redis.Redis(unix_socket_path=self.socket)
         while True:
@@ -96,8 +96,9 @@ def connect(url: str, **kwargs) -> redis.Redis:
 
 
 def _pdeathsig():
-    """prctl(PR_SET_PDEATHSIG, SIGTERM), resolved now: the child between fork and exec then only
-    calls a function pointer (no import, no dlopen, nothing that could wait on another thread)."""
+    """prctl(PR_SET_PDEATHSIG, SIGTERM) for the calling process: it gets SIGTERM when its parent
+    dies. Resolved now, so a child between fork and exec only calls a function pointer (no
+    import, no dlopen, nothing that could wait on another thread). None where there is no prctl."""
     try:
         import ctypes
 
@@ -107,4 +108,4 @@ def _pdeathsig():
     return lambda: prctl(1, signal.SIGTERM)
 
 
-_die_with_parent = _pdeathsig()
+die_with_parent = _pdeathsig()

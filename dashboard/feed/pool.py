@@ -83,24 +83,17 @@ def cli_consume_pool(settings: Settings, name: str | None = None, burst: bool = 
     return 1 if failed else 0
 
 
-def _die_with_parent() -> None:
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the parent's finally still stops its workers
-        pass
-
-
 def _worker(settings: Settings, redis_url: str, name: str, burst: bool) -> None:
     import threading
 
     stop = threading.Event()  # set before anything slow: a stop during start-up is not lost
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    _die_with_parent()
+    from ..redis_server import connect, die_with_parent
+
+    if die_with_parent is not None:  # elsewhere the parent's finally still stops its workers
+        die_with_parent()
     from ..logs import setup_logging
-    from ..redis_server import connect
     from ..store.engine import make_engine
     from .consumer import Consumer
 
