@@ -15,8 +15,8 @@ CHILD = """
 import sys, time
 from dashboard.redis_server import EmbeddedRedis
 srv = EmbeddedRedis(sys.argv[1], appendonly=False).start()
-print(srv.proc.pid, flush=True)
-try:
+try:  # the pid is printed inside: a Ctrl-C right after it still lands in the handler
+    print(srv.proc.pid, flush=True)
     time.sleep(120)
 except KeyboardInterrupt:
     time.sleep(0.5)  # the consumer finishing its batch would still reach Redis here
