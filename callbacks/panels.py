@@ -26,7 +26,7 @@ from dash import Input, Output, State, no_update
 
 from dashboard import ids, kpi
 from dashboard.i18n import pick_lang, t
-from dashboard.store.version import feed_version
+from dashboard.store.version import MAX_AGE_S, feed_version
 from layouts import panels
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,6 @@ CACHE_KEY = "kpi.wall_figures"
 SLOW_KEY = "kpi.slow_figures"
 RENDER_KEY = "panels.rendered"
 RENDER_KEEP_S = 300.0  # forget the components of a scope no wall has shown for this long
-TTL_S = 60.0  # recomputed at once when the store changes (feed_version) or a tick asks; this bounds the rest
 SLOW_TTL_S = 30.0  # 30-day windows barely move in 30 s; today's figures stay live
 SCOPE_RE = re.compile(r"^\d{6,24}$")
 # Charts whose tick-to-tick change is a sliver of today's bar are resent at most this
@@ -56,7 +55,7 @@ def parse_query(search: str | None, default_lang: str) -> tuple[str | None, str,
 
 def figures(services, scope: str | None, now: datetime | None = None, fresh_after_ms: float | None = None) -> dict:
     """wall_figures for ``scope``, shared across viewers until the store changes (feed_version:
-    every commit, and every minute as the clock moves), at most TTL_S; its slow-moving parts
+    every commit, and every minute as the clock moves), at most a minute; its slow-moving parts
     (30-day windows, population) are reused for SLOW_TTL_S.
 
     ``fresh_after_ms``: the LIVE_TICK's time (epoch ms). The browser hears of a
@@ -76,7 +75,7 @@ def figures(services, scope: str | None, now: datetime | None = None, fresh_afte
             slow = kpi.slow_figures(services.engine, scope, at, tz)
             slow_cache[scope] = (mono, slow)
         return kpi.wall_figures(services.engine, scope, at, tz, slow=slow)
-    return services.shared(CACHE_KEY, scope, compute, ttl_s=TTL_S, fresh_after_ms=fresh_after_ms,
+    return services.shared(CACHE_KEY, scope, compute, ttl_s=MAX_AGE_S, fresh_after_ms=fresh_after_ms,
                            reuse=now is None, version=feed_version(services.engine))
 
 

@@ -18,13 +18,12 @@ from callbacks.panels import tick_time_ms
 from dashboard import domain, ids, wall_data
 from dashboard.geo.coords import wgs84_to_gcj02
 from dashboard.i18n import TEXT, t
-from dashboard.store.version import feed_version
+from dashboard.store.version import MAX_AGE_S, feed_version
 from layouts.map import ASSET_LAYERS, CLUSTER, legend, overlay_names
 from layouts.wall import wall_layout
 
 SCOPE_RE = re.compile(r"^\d{6,24}$")
 SINKS = ids.MAP_SINKS
-VERSIONED_TTL_S = 60.0  # feed_version changes with every commit and every minute; this bounds the rest
 
 
 MAX_PARTS = 40  # a wall over more streets than this loads as one part
@@ -179,7 +178,7 @@ def shared_measures(services, scope: str, fresh_after_ms: float | None = None) -
     what it announced (as callbacks.panels)."""
     version = (feed_version(services.engine), wall_data.region_version(services.engine, scope or None))
     return services.shared("wall.measures", scope, lambda: wall_data.grid_measures(
-        services.engine, scope or None, tz=services.settings.timezone), ttl_s=VERSIONED_TTL_S,
+        services.engine, scope or None, tz=services.settings.timezone), ttl_s=MAX_AGE_S,
         fresh_after_ms=fresh_after_ms, version=version)
 
 

@@ -28,6 +28,8 @@ _TAG = re.compile(r'<script src="([^"]+)"></script>')
 
 
 def preload(prefix: str) -> str:
+    """Links that start Dash's first two requests with the page, not after its scripts ran:
+    the layout is computed while they download, and Dash's own fetch takes the response."""
     return "".join(f'<link rel="preload" href="{prefix}{path}" as="fetch" crossorigin>'
                    for path in ("_dash-layout", "_dash-dependencies"))
 

@@ -16,6 +16,10 @@ from sqlalchemy import func, select
 
 from .schema import event, hazard, patrol, position
 
+# How long a result keyed by feed_version may be reused: the minute in the fingerprint already
+# ends it within a minute; this bounds the out-of-order commits the fingerprint cannot see.
+MAX_AGE_S = 60.0
+
 
 def feed_version(engine) -> str:
     stmt = select(select(func.max(event.c.updated_at)).scalar_subquery(),
