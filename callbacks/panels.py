@@ -10,6 +10,12 @@ is not rebuilt at all.
 Each page keeps, in ids.PANEL_HASHES, a hash of the figures behind every panel
 it shows; a refresh sends ``no_update`` for the panels whose hash it already
 has, so an unchanged panel costs the browser nothing on a tick.
+
+The panels reach the page as data in ids.PANEL_PATCH, not as Dash components
+(dashboard.inplace says why): a changed panel goes whole, as a tree that
+dashboard/assets/panels.js builds into its section; a panel that changed but
+kept its shape (the same elements, only texts, classes, styles and titles
+moved) goes as values that panels.js writes into the elements it shows.
 """
 from __future__ import annotations
 
@@ -22,9 +28,9 @@ import time
 from datetime import datetime, timezone
 from urllib.parse import parse_qs
 
-from dash import Input, Output, State, no_update
+from dash import ClientsideFunction, Input, Output, State, no_update
 
-from dashboard import ids, kpi
+from dashboard import ids, inplace, kpi
 from dashboard.i18n import pick_lang, t
 from dashboard.store.version import MAX_AGE_S, feed_version
 from layouts import panels
@@ -42,6 +48,7 @@ SCOPE_RE = re.compile(r"^\d{6,24}$")
 # browser to reconcile, on every open wall, while live events wait behind it.
 SLOW_PARTS = {"trend7": 10.0, "trend30": 30.0}
 SENT = "_sent"  # in a page's PANEL_HASHES: its scope|lang and when each slow part was last sent (epoch s)
+SHAPES = "_shape"  # in a page's PANEL_HASHES: the shape (dashboard.inplace) of each part it shows
 
 def parse_query(search: str | None, default_lang: str) -> tuple[str | None, str, str | None]:
     """(scope, lang, bad_scope): bad_scope is the raw text when the scope is not a region code."""
@@ -102,9 +109,20 @@ def _build(name: str, data: dict, lang: str):
     return panels.PANELS[name](data, lang).children  # the section itself stays in the page
 
 
+def _part(scope: str | None, lang: str, name: str, data: dict, h: str) -> tuple:
+    body = _build(name, data, lang)
+    shape, values, tree = inplace.describe(body, f"{scope or ''}|{lang}")
+    return h, body, shape, values, tree
+
+
+def root_id(name: str) -> str:
+    """The element whose children are the part (its section, or the header strip's box)."""
+    return ids.PANEL_HEADER if name == "header" else ids.panel(name)
+
+
 def rendered(services, scope: str | None, lang: str, data: dict) -> dict:
-    """{part: (hash, components)} for one wall_figures result, shared by every page
-    showing (scope, lang); a part whose hash did not change keeps its old components."""
+    """{part: (hash, components, shape, values, tree)} for one wall_figures result, shared by every
+    page showing (scope, lang); a part whose hash did not change keeps its old components."""
     cache = services.cache.setdefault(RENDER_KEY, {"lock": threading.Lock(), "entries": {}})
     key = (scope, lang)
     with cache["lock"]:
@@ -115,7 +133,7 @@ def rendered(services, scope: str | None, lang: str, data: dict) -> dict:
         parts = {}
         for name in PARTS:
             h = digest(scope, lang, data, panels.INPUTS[name])
-            parts[name] = old[name] if name in old and old[name][0] == h else (h, _build(name, data, lang))
+            parts[name] = old[name] if name in old and old[name][0] == h else _part(scope, lang, name, data, h)
         mono = time.monotonic()
         cache["entries"][key] = {"data": data, "parts": parts, "at": mono}
         for k in [k for k, e in cache["entries"].items() if mono - e["at"] > RENDER_KEEP_S]:
@@ -125,13 +143,19 @@ def rendered(services, scope: str | None, lang: str, data: dict) -> dict:
 
 def _empty(header) -> dict:
     """Every panel emptied (CSS hides empty sections), the page's hashes forgotten."""
-    return {"header": header, "updated": None, **{k: None for k in PARTS if k != "header"}, "hashes": {}}
+    trees = {root_id(k): inplace.tree(header if k == "header" else None) for k in PARTS}
+    return {"header": header, "updated": None, **{k: None for k in PARTS if k != "header"},
+            "patch": {"trees": trees, "parts": {}, "hashes": ids.PANEL_HASHES}, "hashes": {}}
 
 
 def render(services, search: str | None, now: datetime | None = None, tick=None,
            seen: dict | None = None) -> dict:
-    """What one page's refresh sends: {"header", "updated", <panel name>..., "hashes"};
-    ``dash.no_update`` for every part whose hash is in ``seen`` (the page's PANEL_HASHES)."""
+    """What one page's refresh sends: {"header", "updated", <panel name>..., "patch", "hashes"}.
+
+    Per part, its components, or ``dash.no_update`` when the page has them (its hash is in
+    ``seen``, the page's PANEL_HASHES) or has their shape. ``patch`` is what goes to the page:
+    {"trees": {element id: tree} for parts sent whole, "parts": {element id: values} for parts
+    sent as values, "hashes": the id of PANEL_HASHES}, or ``no_update`` when both are empty."""
     scope, lang, bad = parse_query(search, services.settings.ui_lang)
     if bad is not None:
         return _empty(panels.message(t("panel_bad_scope", lang, scope=bad), "error"))
@@ -147,17 +171,29 @@ def render(services, search: str | None, now: datetime | None = None, tick=None,
     sent = dict(seen.get(SENT) or {})
     if sent.get("page") != page:  # another scope or language is another page: nothing is held
         sent = {"page": page}
-    out, hashes = {}, {}
-    for name, (h, body) in parts.items():
+    out, hashes, patch, trees = {}, {}, {}, {}
+    seen_shapes = seen.get(SHAPES) or {}
+    shapes = {}
+    for name, (h, body, shape, values, tree) in parts.items():
         held = (name in SLOW_PARTS and name in sent and seen.get(name) != h
                 and now_s - sent[name] < SLOW_PARTS[name])
         if seen.get(name) == h or held:
             out[name], hashes[name] = no_update, seen[name]  # a held part keeps its old hash: sent later
+            if name in seen_shapes:
+                shapes[name] = seen_shapes[name]
+            continue
+        if seen_shapes.get(name) == shape:
+            out[name] = no_update
+            patch[root_id(name)] = values
         else:
-            out[name], hashes[name] = body, h
-            if name in SLOW_PARTS:
-                sent[name] = now_s
+            out[name] = body
+            trees[root_id(name)] = tree
+        hashes[name], shapes[name] = h, shape
+        if name in SLOW_PARTS:
+            sent[name] = now_s
     hashes[SENT] = sent
+    hashes[SHAPES] = shapes
+    out["patch"] = {"trees": trees, "parts": patch, "hashes": ids.PANEL_HASHES} if patch or trees else no_update
     updated = panels.updated_text(data, lang)
     hashes["updated"] = hashlib.blake2b(updated.encode(), digest_size=8).hexdigest()
     out["updated"] = no_update if seen.get("updated") == hashes["updated"] else updated
@@ -165,18 +201,21 @@ def render(services, search: str | None, now: datetime | None = None, tick=None,
     return out
 
 
-OUTPUTS = ("header", "updated", *panels.LEFT, *panels.RIGHT, "hashes")
+OUTPUTS = ("updated", "patch", "hashes")
 
 
 def register(app, services) -> None:
-    targets = {"header": (ids.PANEL_HEADER, "children"), "updated": (ids.PANEL_UPDATED, "children"),
+    targets = {"updated": (ids.PANEL_UPDATED, "children"), "patch": (ids.PANEL_PATCH, "data"),
                "hashes": (ids.PANEL_HASHES, "data")}
 
     @app.callback(
-        *[Output(*targets.get(name, (ids.panel(name), "children"))) for name in OUTPUTS],
+        *[Output(*targets[name]) for name in OUTPUTS],
         Input(ids.LIVE_TICK, "data"), Input(ids.URL, "search"), Input(ids.PANEL_REFRESH, "n_intervals"),
         State(ids.PANEL_HASHES, "data"),
     )
     def refresh(tick, search, _n, seen):
         out = render(services, search, tick=tick, seen=seen)
         return tuple(out[name] for name in OUTPUTS)
+
+    app.clientside_callback(ClientsideFunction("wallPanels", "patch"), Output(ids.PANEL_PATCHED, "data"),
+                            Input(ids.PANEL_PATCH, "data"), prevent_initial_call=True)

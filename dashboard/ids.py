@@ -48,6 +48,8 @@ PANEL_LEFT = "panel-left"            # column of layouts.panels.LEFT sections
 PANEL_RIGHT = "panel-right"          # column of layouts.panels.RIGHT sections
 PANEL_REFRESH = "panel-refresh"      # Interval: re-read as deadlines pass, with no event arriving
 PANEL_HASHES = "panel-hashes"        # Store: per panel, a hash of the data this page shows
+PANEL_PATCH = "panel-patch"          # Store: new values for panels that kept their shape (dashboard.inplace)
+PANEL_PATCHED = "panel-patched"      # Store: output of the clientside patch (assets/panels.js)
 
 
 def panel(name: str) -> str:

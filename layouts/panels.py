@@ -7,7 +7,9 @@
 - ``header_container / left_container / right_container``: the slots
   ``callbacks.panels`` refills on every live tick (pre-filled when given data);
   each panel is a section with its own id (``ids.panel(name)``), so a tick
-  re-renders only the panels whose figures changed.
+  re-renders only the panels whose figures changed. On the wall the slots start
+  empty and the callback sends each panel's components as plain elements
+  (``dashboard.inplace``), so only html components belong in a panel.
 
 Charts are plain html from ``dashboard.charts`` (no plotly on the wall). Sizes
 are in viewport units (dashboard/assets/panels.css) so a 3840×2160 wall reads
@@ -248,6 +250,8 @@ def message(text: str, kind: str = "info") -> html.Div:
 def header_container(data: dict | None = None, lang: str = "zh") -> html.Div:
     return html.Div(className="pn-slot pn-slot--header", children=[
         dcc.Store(id=ids.PANEL_HASHES, data={}),
+        dcc.Store(id=ids.PANEL_PATCH),
+        dcc.Store(id=ids.PANEL_PATCHED),
         dcc.Interval(id=ids.PANEL_REFRESH, interval=PANEL_REFRESH_MS),
         html.Div(id=ids.PANEL_HEADER, className="pn-strip-box",
                  children=header_figures(data, lang) if data else None),

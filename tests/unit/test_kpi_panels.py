@@ -11,10 +11,10 @@ from datetime import timedelta
 
 import plotly.io as pio
 import pytest
-from dash import dcc, no_update
+from dash import dcc, html, no_update
 
 from callbacks.panels import figures, parse_query, render, rendered
-from dashboard import charts, kpi
+from dashboard import charts, ids, inplace, kpi
 from dashboard.domain import CATEGORIES, EVENT_LEVELS, SOURCES, label
 from dashboard.i18n import t
 from layouts import panels
@@ -209,15 +209,27 @@ def test_kpi025_callback_render(engine, big_world, make_services, tmp_path):
     out = render(svc, "?scope=370202002&lang=en", NOW)
     assert tile_values(out["header"])["reported"] == "1"  # street B only: the petition
     assert out["updated"].startswith("Updated ")
-    assert set(out["hashes"]) == {"header", "updated", *panels.LEFT, *panels.RIGHT, "_sent"}
+    assert set(out["hashes"]) == {"header", "updated", *panels.LEFT, *panels.RIGHT, "_sent", "_shape"}
+    # a first render sends every panel whole, as the elements the components describe
+    assert out["patch"]["parts"] == {} and set(out["patch"]["trees"]) == set(PART_IDS.values())
+    assert out["patch"]["trees"][ids.panel("level")] == inplace.tree(out["level"])
     level_rows = dict(bar_rows(panels.section("level", out["level"]), "level"))
     assert level_rows[label("event_level", 1, "en")] == "1"
     bad = render(svc, "?scope=x1", NOW)
     assert "x1" in texts(bad["header"])[0] and bad["level"] is None and bad["ranking"] is None
     assert bad["hashes"] == {}
+    assert bad["patch"]["trees"][ids.panel("level")] == [] and "x1" in str(bad["patch"]["trees"][ids.PANEL_HEADER])
     # live (now=None) calls share one computation per scope per second
     assert figures(svc, "370202002") is figures(svc, "370202002")
     assert figures(svc, "370202001") is not figures(svc, "370202002")
+
+
+PART_IDS = {"header": ids.PANEL_HEADER, **{k: ids.panel(k) for k in (*panels.LEFT, *panels.RIGHT)}}
+
+
+def sent(out: dict, name: str) -> bool:
+    """The part reaches the page: whole, or as values for the elements it already shows."""
+    return out[name] is not no_update or (out["patch"] is not no_update and PART_IDS[name] in out["patch"]["parts"])
 
 
 def test_kpi028_unchanged_panels_are_not_resent(engine, make_services):
@@ -238,19 +250,74 @@ def test_kpi028_unchanged_panels_are_not_resent(engine, make_services):
         conn.execute(event_table.insert(), [make_event(2, "370202001001001", NOW - timedelta(minutes=5),
                                                        category="safety", level=1, source="hotline_12345")])
     later = render(svc, f"?scope={STREET_A}", NOW, seen=seen)
-    changed = {k for k in ("header", *panels.LEFT, *panels.RIGHT) if later[k] is not no_update}
+    whole = {k for k in ("header", *panels.LEFT, *panels.RIGHT) if later[k] is not no_update}
+    patched = {k for k, key in PART_IDS.items() if key in later["patch"]["parts"]}
     # the trends changed too, but by a sliver of today's bar: held back within their interval
-    assert changed == {"header", "level", "category", "source", "ranking"}
-    assert tile_values(later["header"])["reported"] == "2"
+    assert whole | patched == {"header", "level", "category", "source", "ranking"} and not whole & patched
+    # the counters kept their shape: their new values are written into the page's elements
+    assert "header" in patched
+    assert ["2", "pn-value", None, None] in later["patch"]["parts"][ids.PANEL_HEADER]
+    assert later["patch"]["hashes"] == ids.PANEL_HASHES
     assert later["hashes"] is not no_update and later["hashes"]["staff"] == seen["staff"]
     assert later["hashes"]["trend7"] == seen["trend7"]  # still owed to the page
     seen = later["hashes"]
     held = render(svc, f"?scope={STREET_A}", NOW + timedelta(seconds=9), seen=seen)
-    assert held["trend7"] is no_update and held["trend30"] is no_update
+    assert not sent(held, "trend7") and not sent(held, "trend30")
     due = render(svc, f"?scope={STREET_A}", NOW + timedelta(seconds=11), seen=held["hashes"] if held["hashes"] is not no_update else seen)
-    assert due["trend7"] is not no_update and due["trend30"] is no_update  # 10 s for 7 days, 30 s for 30
+    assert sent(due, "trend7") and not sent(due, "trend30")  # 10 s for 7 days, 30 s for 30
     later30 = render(svc, f"?scope={STREET_A}", NOW + timedelta(seconds=31), seen=due["hashes"])
-    assert later30["trend30"] is not no_update
+    assert sent(later30, "trend30")
+
+
+def test_kpi032_a_part_that_keeps_its_shape_is_sent_as_values(engine, make_services):
+    from dashboard.store.schema import event as event_table
+    # the shape/values split itself: values in element order, shape blind to them
+    a = html.Div([html.Span("1", className="v", style={"width": "10%"}), html.Span("x", title="t1")])
+    b = html.Div([html.Span("2", className="v v--alert", style={"width": "20%"}), html.Span("x", title="t2")])
+    shape_a, values_a = inplace.split([a])
+    shape_b, values_b = inplace.split([b])
+    assert shape_a == shape_b
+    assert values_a == [[None, None, None, None], ["1", "v", {"width": "10%"}, None], ["x", None, None, "t1"]]
+    assert values_b[1] == ["2", "v v--alert", {"width": "20%"}, None]
+    # what changes the shape: another element, text beside elements, another prop, a style key, a page
+    for other in ([html.Div([html.Span("1"), html.Span("x"), html.Span("y")])],
+                  [html.Div(["1", html.Span("x", title="t1")])],
+                  [html.Div([html.Span("1", className="v", style={"width": "10%"}, **{"data-key": "k"}),
+                             html.Span("x", title="t1")])],
+                  [html.Div([html.Span("1", className="v", style={"height": "10%"}), html.Span("x", title="t1")])],
+                  [html.Div([html.Span("", className="v", style={"width": "10%"}), html.Span("x", title="t1")])]):
+        assert inplace.split(other)[0] != shape_a
+    assert inplace.split([a], "370202001|zh")[0] != inplace.split([a], "370202001|en")[0]
+    # as plain elements: text stays text (panels.js makes text nodes of strings), attributes are named
+    assert inplace.tree([a, "<b>x</b>", None, 0]) == [
+        ["div", {}, ["span", {"class": "v", "style": {"width": "10%"}}, "1"], ["span", {"title": "t1"}, "x"]],
+        "<b>x</b>", "0"]
+    assert inplace.tree(html.Td("n", colSpan=5, **{"data-kpi": "k"})) == [["td", {"colspan": "5", "data-kpi": "k"}, "n"]]
+    for odd in (html.Div(hidden=True), dcc.Store(id="s")):  # no attribute for it, or not an html element
+        with pytest.raises(ValueError):
+            inplace.tree(odd)
+
+    # on a page: a channel's first report today adds a legend row, so that chart is sent whole;
+    # the counters beside it go as values
+    seeded(engine, World(events=[make_event(1, "370202001001001", NOW - timedelta(hours=2), source="grid_patrol")]))
+    svc = make_services(engine.url.render_as_string(hide_password=False), "")
+    first = render(svc, "", NOW)
+    legend_rows = lambda out: out["source"][1].children[1].children  # noqa: E731 (head, then the donut: ring, legend)
+    assert len(legend_rows(first)) == 1
+    with engine.begin() as conn:
+        conn.execute(event_table.insert(), [make_event(2, "370202002001001", NOW - timedelta(minutes=5),
+                                                       source="hotline_12345")])
+    later = render(svc, "", NOW, seen=first["hashes"])
+    assert later["source"] is not no_update and ids.panel("source") not in later["patch"]["parts"]
+    assert len(legend_rows(later)) == 2
+    assert later["header"] is no_update and ids.PANEL_HEADER in later["patch"]["parts"]
+    # values are those of the components a full send would carry
+    full = render(svc, "", NOW)
+    assert inplace.split(full["header"], "|zh")[1] == later["patch"]["parts"][ids.PANEL_HEADER]
+    # a page whose hashes were dropped (panels.js found elements not matching) gets everything whole
+    reset = render(svc, "", NOW, seen={})
+    assert reset["patch"]["parts"] == {} and reset["header"] is not no_update
+    assert set(reset["patch"]["trees"]) == set(PART_IDS.values())
 
 
 def test_kpi029_components_built_once_per_scope_and_language(engine, make_services):
