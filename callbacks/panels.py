@@ -44,8 +44,8 @@ RENDER_KEEP_S = 300.0  # forget the components of a scope no wall has shown for 
 SLOW_TTL_S = 30.0  # 30-day windows barely move in 30 s; today's figures stay live
 SCOPE_RE = re.compile(r"^\d{6,24}$")
 # Charts whose tick-to-tick change is a sliver of today's bar are resent at most this
-# often (seconds) once a page shows them: each resend is dozens of components for the
-# browser to reconcile, on every open wall, while live events wait behind it.
+# often (seconds) once a page shows them: each resend is work for the server and for every
+# open wall's browser, while live events wait behind it.
 SLOW_PARTS = {"trend7": 10.0, "trend30": 30.0}
 SENT = "_sent"  # in a page's PANEL_HASHES: its scope|lang and when each slow part was last sent (epoch s)
 SHAPES = "_shape"  # in a page's PANEL_HASHES: the shape (dashboard.inplace) of each part it shows

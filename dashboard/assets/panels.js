@@ -1,12 +1,12 @@
-/* The wall's panels refreshed in place (callbacks/panels.py, dashboard/inplace.py).
+/* The wall's panels as plain elements (callbacks/panels.py and dashboard/inplace.py say why).
  *
- * A tick that changed a panel's numbers but not its shape sends, per panel (keyed by the id of
- * the element holding it), one
- * [text, className, style, title] per element in document order. Writing them into the
- * elements costs a few DOM writes; replacing the components would remount the whole
- * panel. Texts are written as text node values (never as HTML). If a panel's elements do
- * not match the values, nothing of it is written and the page's hashes are dropped, so
- * the next refresh sends every panel whole.
+ * ids.PANEL_PATCH carries, keyed by the id of the element holding each panel:
+ * - trees: panels sent whole, built here (a string is a text node, [tag, attributes,
+ *   ...children] an element; text is never parsed as HTML);
+ * - parts: panels that kept their shape, as one [text, className, style, title] per element in
+ *   document order, written into the elements already shown. If a panel's elements do not
+ *   match its values, nothing of it is written and the page's hashes are dropped, so the next
+ *   refresh sends every panel whole.
  */
 (function () {
   "use strict";
@@ -54,7 +54,7 @@
       const root = document.getElementById(id);
       if (root) root.replaceChildren.apply(root, data.trees[id].map(build));
     }
-    for (const id in data.parts || {}) {  // id: the element whose children are the panel's components
+    for (const id in data.parts || {}) {  // id: the element holding the panel
       const root = document.getElementById(id);
       const els = root ? root.querySelectorAll("*") : [];
       if (root && fits(els, data.parts[id])) write(els, data.parts[id]);

@@ -153,6 +153,26 @@ def test_kpi030_panels_render_and_follow_live_ticks(engine, make_services, tmp_p
             assert driver.execute_script(
                 "return document.querySelector('.ch-bars--level [data-key=\"1\"] .ch-bar-value').textContent") == "1"
 
+            # elements that no longer match the values (here: a tile removed behind the page's back)
+            # are not written to; the hashes are dropped and the next refresh rebuilds the panel
+            driver.execute_script("document.querySelector('[data-kpi=\"closed\"]').remove()")
+            with engine.begin() as conn:
+                conn.execute(event.insert(), [make_event(5, GRID_A, datetime.now(timezone.utc) - timedelta(seconds=1))])
+            driver.get_log("performance")
+            driver.execute_script("window.dash_clientside.set_props('live-tick', {data: {n: 3, at: Date.now()}})")
+            deadline, answered = time.time() + 15, False
+            while not answered and time.time() < deadline:  # the tick's answer: the header's values
+                for b in network_bodies(driver, "_dash-update-component"):
+                    data = json.loads(b).get("response", {}).get(ids.PANEL_PATCH, {}).get("data") or {}
+                    answered = answered or ids.PANEL_HEADER in data.get("parts", {})
+                time.sleep(0.1)
+            assert answered
+            time.sleep(0.3)  # the clientside patch runs right after the response is applied
+            assert kpi_text(driver, "reported") == "2"  # nothing written into the mismatched strip
+            driver.execute_script("window.dash_clientside.set_props('live-tick', {data: {n: 4, at: Date.now()}})")
+            wait_for(driver, "document.querySelector('[data-kpi=\"reported\"] .pn-value').textContent === '3'")
+            assert kpi_text(driver, "closed") is not None
+
             driver.get(f"{srv.url}/?scope={STREET_A}&lang=en")
             wait_for(driver, "document.body.innerText.indexOf('Reported today') >= 0")
             assert "Community ranking" in driver.execute_script("return document.body.innerText")
