@@ -1,5 +1,5 @@
-"""The wall's panels as plain elements: a component tree sent as data (``tree``), and split into
-its shape and its values (``split``), so a refresh that keeps the shape rewrites values in the
+"""The wall's panels as plain elements: a component tree sent as data, and split into its shape
+and its values (``describe``), so a refresh that keeps the shape rewrites values in the
 page instead of rebuilding elements.
 
 Why plain elements: every Dash component in a page subscribes to the renderer's store, and
@@ -100,12 +100,6 @@ def describe(children, salt: str = "") -> tuple[str, list, list]:
     nodes = _walk(children, shape, values)
     blob = json.dumps(shape, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest(), values, nodes
-
-
-def split(children, salt: str = "") -> tuple[str, list]:
-    """(shape hash, values): see ``describe``."""
-    shape, values, _ = describe(children, salt)
-    return shape, values
 
 
 def tree(children) -> list:

@@ -52,6 +52,12 @@ def panels_app(services) -> dash.Dash:
     return app
 
 
+def panel_patches(driver) -> list[dict]:
+    """What the panels' callback sent (PANEL_PATCH data) since the performance log was last read."""
+    return [json.loads(b).get("response", {}).get(ids.PANEL_PATCH, {}).get("data") or {}
+            for b in network_bodies(driver, "_dash-update-component")]
+
+
 def kpi_text(driver, key: str) -> str:
     return driver.execute_script(
         f"var e=document.querySelector('[data-kpi=\"{key}\"] .pn-value');return e?e.textContent:null")
@@ -130,8 +136,7 @@ def test_kpi030_panels_render_and_follow_live_ticks(engine, make_services, tmp_p
             # only what changed came back, as values for the elements already shown (no component
             # was sent); the staff and people panels kept their hash
             sent, patched = set(), set()
-            for b in network_bodies(driver, "_dash-update-component"):
-                data = json.loads(b).get("response", {}).get(ids.PANEL_PATCH, {}).get("data") or {}
+            for data in panel_patches(driver):
                 sent |= set(data.get("trees", {}))
                 patched |= set(data.get("parts", {}))
             assert {ids.PANEL_HEADER, ids.panel("level")} <= patched and not sent & patched
@@ -162,9 +167,7 @@ def test_kpi030_panels_render_and_follow_live_ticks(engine, make_services, tmp_p
             driver.execute_script("window.dash_clientside.set_props('live-tick', {data: {n: 3, at: Date.now()}})")
             deadline, answered = time.time() + 15, False
             while not answered and time.time() < deadline:  # the tick's answer: the header's values
-                for b in network_bodies(driver, "_dash-update-component"):
-                    data = json.loads(b).get("response", {}).get(ids.PANEL_PATCH, {}).get("data") or {}
-                    answered = answered or ids.PANEL_HEADER in data.get("parts", {})
+                answered = any(ids.PANEL_HEADER in data.get("parts", {}) for data in panel_patches(driver))
                 time.sleep(0.1)
             assert answered
             time.sleep(0.3)  # the clientside patch runs right after the response is applied

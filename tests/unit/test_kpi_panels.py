@@ -274,8 +274,8 @@ def test_kpi032_a_part_that_keeps_its_shape_is_sent_as_values(engine, make_servi
     # the shape/values split itself: values in element order, shape blind to them
     a = html.Div([html.Span("1", className="v", style={"width": "10%"}), html.Span("x", title="t1")])
     b = html.Div([html.Span("2", className="v v--alert", style={"width": "20%"}), html.Span("x", title="t2")])
-    shape_a, values_a = inplace.split([a])
-    shape_b, values_b = inplace.split([b])
+    shape_a, values_a, _ = inplace.describe([a])
+    shape_b, values_b, _ = inplace.describe([b])
     assert shape_a == shape_b
     assert values_a == [[None, None, None, None], ["1", "v", {"width": "10%"}, None], ["x", None, None, "t1"]]
     assert values_b[1] == ["2", "v v--alert", {"width": "20%"}, None]
@@ -286,8 +286,8 @@ def test_kpi032_a_part_that_keeps_its_shape_is_sent_as_values(engine, make_servi
                              html.Span("x", title="t1")])],
                   [html.Div([html.Span("1", className="v", style={"height": "10%"}), html.Span("x", title="t1")])],
                   [html.Div([html.Span("", className="v", style={"width": "10%"}), html.Span("x", title="t1")])]):
-        assert inplace.split(other)[0] != shape_a
-    assert inplace.split([a], "370202001|zh")[0] != inplace.split([a], "370202001|en")[0]
+        assert inplace.describe(other)[0] != shape_a
+    assert inplace.describe([a], "370202001|zh")[0] != inplace.describe([a], "370202001|en")[0]
     # as plain elements: text stays text (panels.js makes text nodes of strings), attributes are named
     assert inplace.tree([a, "<b>x</b>", None, 0]) == [
         ["div", {}, ["span", {"class": "v", "style": {"width": "10%"}}, "1"], ["span", {"title": "t1"}, "x"]],
@@ -313,7 +313,7 @@ def test_kpi032_a_part_that_keeps_its_shape_is_sent_as_values(engine, make_servi
     assert later["header"] is no_update and ids.PANEL_HEADER in later["patch"]["parts"]
     # values are those of the components a full send would carry
     full = render(svc, "", NOW)
-    assert inplace.split(full["header"], "|zh")[1] == later["patch"]["parts"][ids.PANEL_HEADER]
+    assert inplace.describe(full["header"], "|zh")[1] == later["patch"]["parts"][ids.PANEL_HEADER]
     # a page whose hashes were dropped (panels.js found elements not matching) gets everything whole
     reset = render(svc, "", NOW, seen={})
     assert reset["patch"]["parts"] == {} and reset["header"] is not no_update
