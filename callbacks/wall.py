@@ -90,6 +90,7 @@ def build_config(services, scope: str, lang: str, query: dict) -> dict:
     urls.update({layer: f"/api/v1/geo/points?layer={layer}&{qs}" for layer in wall_data.POINT_LAYERS})
     urls["live"] = f"/api/v1/live?scope={scope}"
     urls["recent"] = f"/api/v1/wall/recent?scope={scope}"
+    urls["event"] = f"/api/v1/events/{{id}}?scope={scope}"  # a popup's details, {id} filled by map.js
     streets = wall_data.streets_of(engine, scope or None) if len(scope) <= 6 else []
     parts = [c for c, _ in streets] if scope_is_district(scope) and 0 < len(streets) <= MAX_PARTS else [scope]
     crs_q = f"&crs={query['crs']}" if query.get("crs") in wall_data.CRSS else ""

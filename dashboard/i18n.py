@@ -49,6 +49,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "map_popup_deadline": ("整改期限", "Deadline"),
     "map_popup_due": ("办理期限", "Due"),
     "map_popup_level": ("等级", "Level"),
+    "map_popup_loading": ("正在读取详情…", "Loading details…"),
+    "map_popup_unavailable": ("详情暂不可用", "Details unavailable"),
     "map_popup_rental": ("出租", "Rental"),
     "map_popup_vacant": ("空置", "Vacant"),
     "map_grid_open": ("在办", "Open"),

@@ -10,6 +10,9 @@ can even ask for its layout):
   which such browsers ignore and modern ones skip without downloading.
 - ``dash_table``: no page here uses ``dash_table.DataTable`` (a unit test
   keeps it so). Its bundle would still be fetched and evaluated.
+- ``dcc`` (~93 kB on the wire, brotli 11): the pages use its Store, Interval,
+  Location and RadioItems only, which ``dashboard.components`` provides in a
+  few kB (a unit test keeps dcc out of every layout).
 
 And one it loads too late: dash-leaflet's ``GeoJSON`` is a lazy chunk, fetched
 only once the map has rendered, so every layer waited for a second round of
@@ -21,7 +24,7 @@ from __future__ import annotations
 import re
 
 NOMODULE = ("/dash/deps/polyfill@",)
-UNUSED = ("/dash/dash_table/",)
+UNUSED = ("/dash/dash_table/", "/dash/dcc/")
 EAGER = {"/dash_leaflet/dash_leaflet.": "async-GeoJSON.js"}  # bundle -> chunk beside it
 
 _TAG = re.compile(r'<script src="([^"]+)"></script>')

@@ -211,9 +211,18 @@ def breaks(values, classes: int = 5, integer: bool = True) -> list:
 
 # --- Point layers (columnar) ----------------------------------------------------------
 
+BAND = 800  # rows without a group are ordered in west-east runs inside ~900 m north-south bands
+
+
 def columnar(lon, lat, crs: str, cols: dict | None = None, dict_cols: dict | None = None,
-             time_cols: dict | None = None) -> dict:
-    """Coordinates as integer offsets from the minimum, plus plain and dictionary-encoded columns.
+             time_cols: dict | None = None, group: str | None = None) -> dict:
+    """Points as integer coordinate steps plus plain and dictionary-encoded columns.
+
+    Rows are reordered so that neighbours on the map are neighbours in the body: by the
+    dictionary column ``group`` (the grid), else by ~900 m bands, then west to east. ``x``
+    and ``y`` are then the differences from the previous row in 1e-5 degree steps (the first
+    row's from ``x0``/``y0``, the minimum): small numbers that repeat, which brotli packs
+    to about half of the plain offsets. The browser adds them up (live.js ``decode``).
 
     time_cols (datetimes) become whole minutes relative to ``t0`` (epoch seconds of the earliest
     minute in them): four or five digits instead of ten per value, and a minute is what the wall
@@ -221,15 +230,25 @@ def columnar(lon, lat, crs: str, cols: dict | None = None, dict_cols: dict | Non
     stays the same until the data changes; overdue-ness is worked out by the browser's clock."""
     lon, lat = _shift(lon, lat, crs)
     n = int(lon.size)
-    out: dict = {"n": n, "q": QUANT}
+    out: dict = {"n": n, "q": QUANT, "steps": 1}
+    order = np.arange(n)
     if n:
         xi = np.rint(lon * QUANT).astype(np.int64)
         yi = np.rint(lat * QUANT).astype(np.int64)
         x0, y0 = int(xi.min()), int(yi.min())
-        out.update(x0=x0, y0=y0, x=(xi - x0).tolist(), y=(yi - y0).tolist())
+        xs, ys = xi - x0, yi - y0
+        if group is not None:
+            keys = np.unique(np.asarray((dict_cols or {})[group], dtype=object).astype(str), return_inverse=True)[1]
+            order = np.lexsort((xs, keys))
+        else:
+            order = np.lexsort((xs, ys // BAND))
+        xs, ys = xs[order], ys[order]
+        out.update(x0=x0, y0=y0, x=np.diff(xs, prepend=0).tolist(), y=np.diff(ys, prepend=0).tolist())
     else:
         out.update(x0=0, y0=0, x=[], y=[])
-    out["c"] = cols or {}
+    pick = order.tolist()
+    reorder = lambda values: [values[i] for i in pick]  # noqa: E731
+    out["c"] = {name: reorder(values) for name, values in (cols or {}).items()}
     out["d"] = {}
     if time_cols:
         stamps = [v.timestamp() for values in time_cols.values() for v in values if v is not None]
@@ -237,32 +256,47 @@ def columnar(lon, lat, crs: str, cols: dict | None = None, dict_cols: dict | Non
         out["t0"] = t0
         out["tc"] = list(time_cols)
         for name, values in time_cols.items():
-            out["c"][name] = [None if v is None else round((v.timestamp() - t0) / 60) for v in values]
+            out["c"][name] = [None if v is None else round((v.timestamp() - t0) / 60) for v in reorder(values)]
     for name, values in (dict_cols or {}).items():
         vocab: dict = {}
-        idx = [vocab.setdefault(v, len(vocab)) for v in values]
-        out["c"][name] = idx
+        out["c"][name] = [vocab.setdefault(v, len(vocab)) for v in reorder(values)]
         out["d"][name] = list(vocab)
     return out
 
 
 def open_events(engine: Engine, scope: str | None, crs: str = "wgs84") -> dict:
-    """Open events inside scope for the clustered layer (no reporter, no personal data)."""
-    stmt = (select(event.c.id, event.c.lon, event.c.lat, event.c.grid_code, event.c.category,
-                   event.c.subcategory, event.c.level, event.c.urgent, event.c.state, event.c.source,
-                   event.c.reported_at, event.c.deadline_at, event.c.handler)
+    """Open events inside scope for the clustered layer: what the map draws (place, level, urgency,
+    state, deadline) and the id. A popup's category, source, time, handler and address come from
+    ``event_detail`` when it opens: five more columns would be ~40 % of the body, for the few
+    markers anyone clicks. No reporter, no personal data."""
+    stmt = (select(event.c.id, event.c.lon, event.c.lat, event.c.grid_code, event.c.level,
+                   event.c.urgent, event.c.state, event.c.deadline_at)
             .where(event.c.state.in_(OPEN_STATES), in_scope(event.c.grid_code, scope),
                    event.c.lon.is_not(None))
-            .order_by(event.c.reported_at))
+            .order_by(event.c.grid_code, event.c.id))
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
-    cols = list(zip(*rows)) if rows else [[]] * 13
+    cols = list(zip(*rows)) if rows else [[]] * 8
     return columnar(cols[1], cols[2], crs, cols={
-        "id": list(cols[0]), "lvl": [int(v) for v in cols[6]], "urg": [1 if v else 0 for v in cols[7]],
-    }, time_cols={"at": cols[10], "dl": cols[11]}, dict_cols={
-        "g": list(cols[3]), "cat": list(cols[4]), "sub": [v or "" for v in cols[5]],
-        "st": list(cols[8]), "src": list(cols[9]), "h": [v or "" for v in cols[12]],
-    })
+        "id": list(cols[0]), "lvl": [int(v) for v in cols[4]], "urg": [1 if v else 0 for v in cols[5]],
+    }, time_cols={"dl": cols[7]}, dict_cols={"g": list(cols[3]), "st": list(cols[6])}, group="g")
+
+
+def event_detail(engine: Engine, event_id: str, scope: str | None) -> dict | None:
+    """One event for its map popup, if it lies inside scope (None otherwise): the live deltas'
+    fields and shape, without the reporter."""
+    stmt = (select(event.c.id, event.c.grid_code, event.c.category, event.c.subcategory, event.c.level,
+                   event.c.urgent, event.c.state, event.c.source, event.c.reported_at, event.c.deadline_at,
+                   event.c.handler, event.c.address)
+            .where(event.c.id == event_id, in_scope(event.c.grid_code, scope)))
+    with engine.connect() as conn:
+        r = conn.execute(stmt).first()
+    if r is None:
+        return None
+    iso = lambda v: v.isoformat() if v is not None else None  # noqa: E731
+    return {"id": r.id, "g": r.grid_code, "cat": r.category, "sub": r.subcategory or "", "lvl": int(r.level),
+            "urg": bool(r.urgent), "st": r.state, "src": r.source, "at": iso(r.reported_at),
+            "dl": iso(r.deadline_at), "h": r.handler or "", "addr": (r.address or "")[:60]}
 
 
 def open_hazards(engine: Engine, scope: str | None, crs: str = "wgs84") -> dict:
@@ -275,7 +309,7 @@ def open_hazards(engine: Engine, scope: str | None, crs: str = "wgs84") -> dict:
     cols = list(zip(*rows)) if rows else [[]] * 8
     return columnar(cols[1], cols[2], crs, cols={"id": list(cols[0])},
                     time_cols={"at": cols[6], "dl": cols[7]},
-                    dict_cols={"g": list(cols[3]), "kind": list(cols[4]), "st": list(cols[5])})
+                    dict_cols={"g": list(cols[3]), "kind": list(cols[4]), "st": list(cols[5])}, group="g")
 
 
 def positions(engine: Engine, scope: str | None, crs: str = "wgs84", max_age_s: int = 3600) -> dict:
@@ -289,7 +323,7 @@ def positions(engine: Engine, scope: str | None, crs: str = "wgs84", max_age_s: 
         rows = conn.execute(stmt).all()
     cols = list(zip(*rows)) if rows else [[]] * 6
     return columnar(cols[1], cols[2], crs, cols={"id": list(cols[0])}, time_cols={"at": cols[5]},
-                    dict_cols={"ak": list(cols[3]), "g": [v or "" for v in cols[4]]})
+                    dict_cols={"ak": list(cols[3]), "g": [v or "" for v in cols[4]]}, group="g")
 
 
 def houses(engine: Engine, scope: str | None, crs: str = "wgs84") -> dict:
@@ -427,5 +461,6 @@ def dumps(obj) -> bytes:
 
 __all__ = [
     "LEVELS", "MEASURES", "POINT_LAYERS", "regions_geojson", "region_summary", "region_version",
-    "grid_measures", "point_layer", "layer_version", "newest_events", "streets_of", "columnar", "dumps",
+    "grid_measures", "point_layer", "layer_version", "newest_events", "event_detail", "streets_of", "columnar",
+    "dumps",
 ]

@@ -9,9 +9,10 @@ named here through dash-leaflet's ``{"variable": ...}`` convention.
 from __future__ import annotations
 
 import dash_leaflet as dl
-from dash import dcc, html
+from dash import html
 
 from dashboard import ids
+from dashboard.components import RadioItems
 from dashboard.i18n import t
 
 VIRIDIS = ("#440154", "#3b528b", "#21918c", "#5ec962", "#fde725")  # colour-blind safe, dark-to-light
@@ -107,7 +108,7 @@ def wall_map(cfg: dict, lang: str, shown: tuple[str, ...] = ()) -> html.Div:
         ]),
         html.Div(className="map-measure-box", children=[
             html.Span(t("map_measure", lang), className="map-measure-title"),
-            dcc.RadioItems(id=ids.MAP_MEASURE, value=cfg["measure"], className="map-measure",
+            RadioItems(id=ids.MAP_MEASURE, value=cfg["measure"], className="map-measure",
                            options=[{"label": t(f"map_measure_{m}", lang), "value": m} for m in MEASURES],
                            inline=True),
         ]),

@@ -20,9 +20,10 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from dash import dcc, html
+from dash import html
 
 from dashboard import charts, ids
+from dashboard.components import Interval, Store
 from dashboard.domain import label
 from dashboard.i18n import t
 
@@ -249,10 +250,10 @@ def message(text: str, kind: str = "info") -> html.Div:
 
 def header_container(data: dict | None = None, lang: str = "zh") -> html.Div:
     return html.Div(className="pn-slot pn-slot--header", children=[
-        dcc.Store(id=ids.PANEL_HASHES, data={}),
-        dcc.Store(id=ids.PANEL_PATCH),
-        dcc.Store(id=ids.PANEL_PATCHED),
-        dcc.Interval(id=ids.PANEL_REFRESH, interval=PANEL_REFRESH_MS),
+        Store(id=ids.PANEL_HASHES, data={}),
+        Store(id=ids.PANEL_PATCH),
+        Store(id=ids.PANEL_PATCHED),
+        Interval(id=ids.PANEL_REFRESH, interval=PANEL_REFRESH_MS),
         html.Div(id=ids.PANEL_HEADER, className="pn-strip-box",
                  children=header_figures(data, lang) if data else None),
         html.Div(id=ids.PANEL_UPDATED, className="pn-updated", children=updated_text(data, lang) if data else None),

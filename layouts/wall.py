@@ -6,9 +6,10 @@ status and the ticker are filled by dashboard/assets/live.js.
 """
 from __future__ import annotations
 
-from dash import dcc, html
+from dash import html
 
 from dashboard import ids
+from dashboard.components import Interval, Store
 from dashboard.i18n import t
 from layouts.map import wall_map
 
@@ -42,11 +43,11 @@ def wall_layout(cfg: dict, lang: str, panels: dict | None = None, shown: tuple[s
             html.H2(t("wall_ticker", lang), className="wall-ticker-title"),
             html.Ol(id=ids.TICKER, className="wall-ticker"),
         ]),
-        dcc.Store(id=ids.WALL_CONFIG, data=cfg),
-        dcc.Store(id=ids.LIVE_TICK, data={"n": 0, "at": 0}),
-        dcc.Store(id=ids.MAP_VALUES),
-        dcc.Store(id=ids.MAP_BREAKS, data=cfg.get("breaks")),
-        dcc.Store(id=ids.MAP_INIT),
-        dcc.Interval(id=ids.MAP_REFRESH, interval=30_000),
-        *(dcc.Store(id=sink) for sink in ids.MAP_SINKS),
+        Store(id=ids.WALL_CONFIG, data=cfg),
+        Store(id=ids.LIVE_TICK, data={"n": 0, "at": 0}),
+        Store(id=ids.MAP_VALUES),
+        Store(id=ids.MAP_BREAKS, data=cfg.get("breaks")),
+        Store(id=ids.MAP_INIT),
+        Interval(id=ids.MAP_REFRESH, interval=30_000),
+        *(Store(id=sink) for sink in ids.MAP_SINKS),
     ])

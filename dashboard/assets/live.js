@@ -36,9 +36,11 @@
     });
   }
 
-  // Columnar layer (dashboard.wall_data.columnar) -> GeoJSON features.
+  // Columnar layer (dashboard.wall_data.columnar) -> GeoJSON features. With col.steps, x and y
+  // are differences from the previous row (the first row's from x0/y0).
   S.decode = function (col) {
-    const n = col.n, q = col.q, x0 = col.x0, y0 = col.y0, xs = col.x, ys = col.y;
+    const n = col.n, q = col.q, x0 = col.x0, y0 = col.y0, xs = col.x, ys = col.y, steps = !!col.steps;
+    let x = 0, y = 0;
     const names = Object.keys(col.c || {});
     const cols = names.map(function (k) { return col.c[k]; });
     const dicts = names.map(function (k) { return (col.d || {})[k]; });
@@ -58,7 +60,8 @@
         p[names[j]] = dicts[j] ? dicts[j][v] : v;
       }
       if (p.id === undefined) p.id = i;
-      out[i] = { type: "Feature", geometry: { type: "Point", coordinates: [(x0 + xs[i]) / q, (y0 + ys[i]) / q] }, properties: p };
+      if (steps) { x += xs[i]; y += ys[i]; } else { x = xs[i]; y = ys[i]; }
+      out[i] = { type: "Feature", geometry: { type: "Point", coordinates: [(x0 + x) / q, (y0 + y) / q] }, properties: p };
     }
     return { type: "FeatureCollection", features: out };
   };

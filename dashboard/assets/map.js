@@ -312,19 +312,44 @@
     return "work";
   }
 
-  function eventPopup(p, st) {
-    const box = el("div", "ev-popup");
-    box.appendChild(el("div", "tip-title", lab("cat", p.cat) + (p.sub ? " · " + lab("sub", p.sub) : "")));
+  // A popup shows what the marker carries at once (level, state, deadline, place). Category,
+  // source, time, handler and address are not in the clustered layer's body (they would be
+  // ~40 % of it): they are asked for when the popup opens, once per event. Live events carry
+  // them already.
+  const DETAIL = ["cat", "sub", "src", "at", "h", "addr"];
+  function eventPopupRows(box, p, st) {
+    box.textContent = "";
+    if (p.cat !== undefined) box.appendChild(el("div", "tip-title", lab("cat", p.cat) + (p.sub ? " · " + lab("sub", p.sub) : "")));
     const row = function (k, v) {
       const r = el("div", "pop-row"); r.appendChild(el("span", "pop-k", ui(k))); r.appendChild(el("span", "pop-v", v)); box.appendChild(r);
     };
     row("map_popup_level", lab("lvl", p.lvl) + (p.urg ? " · " + ui("map_legend_urgent") : ""));
-    row("map_popup_source", lab("src", p.src));
-    row("map_popup_time", W.fmtTime(p.at, true));
+    if (p.src !== undefined) row("map_popup_source", lab("src", p.src));
+    if (p.at !== undefined) row("map_popup_time", W.fmtTime(p.at, true));
     row("map_popup_state", lab("st", st) + (W.isOverdue(p, st) ? " · " + ui("map_legend_overdue") : ""));
-    row("map_popup_handler", p.h || "—");
+    if (p.h !== undefined) row("map_popup_handler", p.h || "—");
     if (p.dl) row("map_popup_due", W.fmtTime(p.dl, true));
     row("map_popup_place", W.chain(p.g) + (p.addr ? " · " + p.addr : ""));
+  }
+
+  function eventPopup(p, st, marker) {
+    const box = el("div", "ev-popup");
+    eventPopupRows(box, p, st);
+    const url = W.cfg && W.cfg.urls && W.cfg.urls.event;
+    if (p.cat !== undefined || !url) return box;
+    box.appendChild(el("div", "pop-loading", ui("map_popup_loading")));
+    fetch(url.replace("{id}", encodeURIComponent(p.id)), { credentials: "same-origin" })
+      .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
+      .then(function (d) {
+        DETAIL.forEach(function (k) { p[k] = k === "at" ? Date.parse(d.at) / 1000 : (d[k] || ""); });
+        eventPopupRows(box, p, st);
+        const popup = marker.getPopup();
+        if (popup && popup.isOpen()) popup.update();
+      })
+      .catch(function () {
+        const wait = box.querySelector(".pop-loading");
+        if (wait) wait.textContent = ui("map_popup_unavailable");
+      });
     return box;
   }
 
@@ -353,7 +378,7 @@
       if (!W.drawn[p.id]) { W.drawn[p.id] = Date.now(); W.drawnPerf[p.id] = performance.now(); }
       if (!W.firstEvent) { W.firstEvent = true; if (window.wallLive) window.wallLive.mark("first event marker"); }
     });
-    m.bindPopup(function () { return eventPopup(p, st); }, { className: "wall-popup", maxWidth: 420 });
+    m.bindPopup(function () { return eventPopup(p, st, m); }, { className: "wall-popup", maxWidth: 420 });
     return m;
   };
 

@@ -13,10 +13,11 @@ from datetime import datetime, timedelta, timezone
 
 import dash
 import pytest
-from dash import dcc, html
+from dash import html
 
 from callbacks import panels as panel_callbacks
 from dashboard import ids
+from dashboard.components import Location, Store
 from dashboard import synthetic_city as sc
 from dashboard.app import ASSETS, create_app
 from dashboard.store.schema import event
@@ -36,8 +37,8 @@ def panels_app(services) -> dash.Dash:
     slots = panels.containers(None, "zh")
     # The wall's frame (classes from wall.css): the panels must fit the slots it gives them.
     app.layout = html.Div(className="wall", children=[
-        dcc.Location(id=ids.URL, refresh=False),
-        dcc.Store(id=ids.LIVE_TICK, data={"n": 0, "at": 0}),
+        Location(id=ids.URL, refresh=False),
+        Store(id=ids.LIVE_TICK, data={"n": 0, "at": 0}),
         html.Header(className="wall-header", children=[
             html.Div("市南区", className="wall-title"),
             html.Div(slots["figures"], className="wall-figures"),

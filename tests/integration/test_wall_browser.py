@@ -165,6 +165,47 @@ def test_wall012_drill_down_district_street_community_grid_and_back(city, server
     assert severe_logs(d) == []
 
 
+def test_wall023_measure_buttons_recolour_grids_and_legend(city, server, browser):
+    # the measure switch is dashboard.components.RadioItems (no dcc on the page): a click recolours
+    # the same grid layers in place and the legend follows
+    d = browser()
+    open_wall(d, server.url + "/wall")
+    fills = "return Object.values(wallMap.grids).map(function (l) { return l.options.fillColor + l.options.fillOpacity; })"
+    legend = lambda: d.find_element(By.CSS_SELECTOR, "#map-legend .legend-title").text  # noqa: E731
+    checked = "return document.querySelector('.map-measure input:checked').value"
+    assert legend() == "在办事件" and d.execute_script(checked) == "open"
+    before, layers = d.execute_script(fills), d.execute_script("return Object.keys(wallMap.grids).length")
+    label = next(e for e in d.find_elements(By.CSS_SELECTOR, ".map-measure label") if e.text == "整改中隐患")
+    label.click()
+    wait_for(d, "document.querySelector('#map-legend .legend-title').textContent === '整改中隐患'", 5)
+    assert d.execute_script(checked) == "hazards" and d.execute_script("return wallMap.measure") == "hazards"
+    wait_for(d, f"(function () {{ {fills} }})().join() !== {before!r}.join()", 5)
+    assert d.execute_script("return Object.keys(wallMap.grids).length") == layers  # recoloured, not redrawn
+    assert severe_logs(d) == []
+
+
+def test_wall024_event_popup_fetches_its_details_in_scope(city, server, browser):
+    # the clustered layer carries what the map draws; a popup asks for category, source, time and
+    # handler when it opens (/api/v1/events/<id>, scoped like every other query)
+    from dashboard import domain
+
+    d = browser()
+    open_wall(d, server.url + f"/wall?scope={STREET}")
+    mine = [e for e in city.events if e["grid_code"].startswith(STREET) and e["state"] not in ("closed", "evaluated")]
+    target = mine[0]
+    d.execute_script("wallMap.map.setView([arguments[1], arguments[0]], 19, {animate: false})",
+                     target["lon"], target["lat"])
+    wait_for(d, f"!!wallMap.evMarkers[{target['id']!r}]", 10)
+    assert d.execute_script(f"return wallMap.evMarkers[{target['id']!r}].feature.properties.cat") is None
+    d.execute_script(f"wallMap.evMarkers[{target['id']!r}].openPopup()")
+    category = domain.CATEGORIES[target["category"]][0]
+    source = domain.SOURCES[target["source"]][0]
+    wait_for(d, f"(document.querySelector('.wall-popup .ev-popup') || {{}}).textContent.indexOf({category!r}) >= 0", 5)
+    text = d.find_element(By.CSS_SELECTOR, ".wall-popup .ev-popup").text
+    assert source in text and "来源" in text and "正在读取详情" not in text
+    assert severe_logs(d) == []
+
+
 def test_wall013_scoped_wall_shows_nothing_outside_its_scope(city, server, browser):
     d = browser()
     d.execute_cdp_cmd("Network.enable", {})

@@ -9,7 +9,7 @@ from dashboard.page_scripts import trim
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def test_wall030_page_trims_polyfill_and_table_and_loads_geojson_eagerly(make_services, embedded_redis, tmp_path):
+def test_wall030_page_trims_polyfill_table_and_dcc_and_loads_geojson_eagerly(make_services, embedded_redis, tmp_path):
     from dashboard.app import create_app
 
     services = make_services(f"sqlite:///{tmp_path / 'p.db'}", embedded_redis.url)
@@ -22,7 +22,8 @@ def test_wall030_page_trims_polyfill_and_table_and_loads_geojson_eagerly(make_se
     order = [src for _a, src in srcs]
     leaflet = next(i for i, s in enumerate(order) if "/dash_leaflet/dash_leaflet." in s)
     assert order[leaflet + 1].endswith("/dash_leaflet/async-GeoJSON.js")
-    assert any("dash_renderer" in s for s in order) and any("dash_core_components" in s for s in order)
+    assert any("dash_renderer" in s for s in order) and any("/dashboard/components/wall_components." in s for s in order)
+    assert not [s for s in order if "dash_core_components" in s]   # dashboard.components stands in
     # the layout is asked for with the page, before Dash's scripts have run
     head = html[:html.index("</head>")]
     for path in ("/_dash-layout", "/_dash-dependencies"):
@@ -96,3 +97,45 @@ def test_wall035_preload_follows_the_path_prefix():
 
     assert preload("/grid/") == ('<link rel="preload" href="/grid/_dash-layout" as="fetch" crossorigin>'
                                  '<link rel="preload" href="/grid/_dash-dependencies" as="fetch" crossorigin>')
+
+
+def _namespaces(node, out: set) -> set:
+    if isinstance(node, dict):
+        if "namespace" in node:
+            out.add(node["namespace"])
+        for v in node.get("props", {}).values():
+            _namespaces(v, out)
+    elif isinstance(node, list):
+        for v in node:
+            _namespaces(v, out)
+    return out
+
+
+def test_wall036_no_page_uses_dcc(make_services, embedded_redis, tmp_path):
+    # page_scripts drops dcc's bundle: a dcc component in a layout would render as an error
+    from dashboard.app import create_app
+
+    from . import feed_support as F
+
+    services = make_services(f"sqlite:///{tmp_path / 'p.db'}", embedded_redis.url)
+    F.seed_regions(services.engine)
+    client = create_app(services.settings, services).server.test_client()
+    for referrer in ("http://localhost/wall", "http://localhost/wall?lang=en&scope=370202001", None):
+        found = _namespaces(_layout(client, referrer), set())
+        assert "dashboard" in found and "dash_core_components" not in found, (referrer, found)
+    for folder in ("layouts", "callbacks", "dashboard"):
+        for path in (ROOT / folder).rglob("*.py"):
+            assert not re.search(r"\bdcc\.[A-Z]\w*\(", path.read_text(encoding="utf-8")), path
+
+
+def test_wall037_components_check_their_props():
+    import pytest
+
+    from dashboard.components import Interval, RadioItems, Store
+
+    assert Store(id="s", data={"a": 1}).to_plotly_json()["props"] == {"id": "s", "data": {"a": 1}}
+    assert Interval(id="i", interval=500).to_plotly_json()["props"]["interval"] == 500
+    with pytest.raises(ValueError, match="label"):
+        RadioItems(id="r", options=["a", "b"])
+    with pytest.raises(TypeError):
+        Store(id="s", storage_type="local")

@@ -34,12 +34,14 @@ def city(stack, make_services):
 
 def decode(col: dict) -> list[dict]:
     out = []
+    x = y = 0
     for i in range(col["n"]):
         p = {k: (col["d"][k][v[i]] if k in col["d"] else v[i]) for k, v in col["c"].items()}
         for k in col.get("tc", []):
             p[k] = None if p[k] is None else col["t0"] + 60 * p[k]
-        p["lon"] = (col["x0"] + col["x"][i]) / col["q"]
-        p["lat"] = (col["y0"] + col["y"][i]) / col["q"]
+        x, y = (x + col["x"][i], y + col["y"][i]) if col.get("steps") else (col["x"][i], col["y"][i])
+        p["lon"] = (col["x0"] + x) / col["q"]
+        p["lat"] = (col["y0"] + y) / col["q"]
         out.append(p)
     return out
 
@@ -118,9 +120,14 @@ def test_wall004_open_events_are_scoped_columnar_and_exact(city):
     for eid, p in got.items():
         assert p["g"].startswith(STREET)
         assert abs(p["lon"] - want[eid]["lon"]) < 1e-5 and abs(p["lat"] - want[eid]["lat"]) < 1e-5
-        assert p["lvl"] == want[eid]["level"] and p["cat"] == want[eid]["category"] and p["st"] == want[eid]["state"]
-        assert abs(p["at"] - want[eid]["reported_at"].timestamp()) <= 30  # whole minutes
-        assert abs(p["dl"] - want[eid]["deadline_at"].timestamp()) <= 30
+        assert p["lvl"] == want[eid]["level"] and p["st"] == want[eid]["state"]
+        assert p["urg"] == (1 if want[eid]["urgent"] else 0)
+        assert abs(p["dl"] - want[eid]["deadline_at"].timestamp()) <= 30  # whole minutes
+    # what a popup adds comes from /api/v1/events/<id>, not from the layer
+    assert set(col["c"]) == {"id", "lvl", "urg", "st", "dl", "g"}
+    # rows run grid by grid, and the coordinates are steps from the previous row
+    grids = [p["g"] for p in decode(col)]
+    assert grids == sorted(grids) and col["steps"] == 1 and min(col["x"][1:]) < 0 <= col["x"][0]
     # nothing outside the scope anywhere in the body
     other = [e["id"] for e in events if not e["grid_code"].startswith(STREET)]
     raw = client.get(f"/api/v1/geo/points?layer=events&scope={STREET}").data.decode()
@@ -214,7 +221,7 @@ def test_wall011_events_body_does_not_change_with_the_clock(city, monkeypatch):
     assert wall_data.point_layer(svc.engine, "events", STREET) == first
     assert wall_data.layer_version(svc.engine, "events", STREET) == version
     mine = [e for e in events if e["grid_code"].startswith(STREET) and e["state"] != "closed"]
-    earliest = min(min(e["reported_at"], e["deadline_at"] or e["reported_at"]) for e in mine)
+    earliest = min(e["deadline_at"] for e in mine if e["deadline_at"])  # the only time column
     assert first["t0"] == int(earliest.timestamp()) // 60 * 60
     # the earliest time is the smallest offset: whole minutes from t0, its own minute
     assert min(v for k in first["tc"] for v in first["c"][k] if v is not None) \
@@ -301,3 +308,22 @@ def test_wall019_polling_fallback_returns_changes_since_in_scope(city):
     assert again["deltas"] == []
     assert client.get("/api/v1/wall/recent?since=yesterday").status_code == 400
     assert client.get("/api/v1/wall/recent?since=2026-01-01T00:00:00").status_code == 400
+
+
+def test_wall013_event_popup_details_are_scoped_and_never_name_the_reporter(city):
+    svc, rows, events, _, client = city
+    inside = next(e for e in events if e["grid_code"].startswith(STREET))
+    outside = next(e for e in events if not e["grid_code"].startswith(STREET))
+    resp = client.get(f"/api/v1/events/{inside['id']}?scope={STREET}")
+    assert resp.status_code == 200 and resp.headers["Cache-Control"] == "no-store"
+    got = resp.get_json()
+    assert (got["id"], got["g"], got["cat"], got["src"], got["lvl"]) == (
+        inside["id"], inside["grid_code"], inside["category"], inside["source"], inside["level"])
+    assert datetime.fromisoformat(got["at"]) == inside["reported_at"]
+    assert "reporter" not in got and (inside.get("reporter") or "@@") not in resp.get_data(as_text=True)
+    # another street's event reads as absent: a scoped wall cannot probe for it
+    for url in (f"/api/v1/events/{outside['id']}?scope={STREET}", f"/api/v1/events/nope?scope={STREET}"):
+        resp = client.get(url)
+        assert resp.status_code == 404 and resp.get_json()["error"] == "not_found"
+    assert client.get(f"/api/v1/events/{outside['id']}?scope=").status_code == 200  # the district sees it
+    assert client.get(f"/api/v1/events/{inside['id']}?scope=abc").status_code == 400
