@@ -55,6 +55,12 @@ return out;
 """
 
 
+CALLBACKS = """
+return performance.getEntriesByType('resource').filter(function (e) {
+  return e.name.indexOf('_dash-update-component') >= 0; }).map(function (e) { return [e.startTime, e.duration]; });
+"""
+
+
 def percentile(values, q):
     values = sorted(values)
     k = (len(values) - 1) * q
@@ -96,6 +102,11 @@ def run(srv, svc, rows, *, query: str, pages: int, rate: float, seconds: float, 
         time.sleep(4.0)
         latencies, missing = [], 0
         stages = {"stored": [], "pushed": [], "drawn": []}
+        for k, d in enumerate(drivers):
+            calls = d.execute_script(CALLBACKS)
+            if calls:
+                print(f"# {tag} page {k}: {len(calls)} Dash callback requests during the run, median "
+                      f"{statistics.median(c[1] for c in calls):.0f} ms, longest {max(c[1] for c in calls):.0f} ms")
         for d in drivers:
             seen = d.execute_script(COLLECT, list(sent))
             for eid, t_pub in sent.items():

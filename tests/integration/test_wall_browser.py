@@ -206,6 +206,29 @@ def test_wall024_event_popup_fetches_its_details_in_scope(city, server, browser)
     assert severe_logs(d) == []
 
 
+def test_wall025_urgent_marker_pulses_in_place_and_stops(city, server, browser):
+    # Leaflet places a marker with an inline translate3d: the pulse is a ring (::after), so the
+    # marker never leaves its place, and it is finite (an endless animation restyles the page all day)
+    d = browser()
+    open_wall(d, server.url + "/wall")
+    urgent = next(e for e in city.events if e["urgent"] and e["state"] not in ("closed", "evaluated"))
+    d.execute_script("wallMap.map.setView([arguments[1], arguments[0]], 19, {animate: false})",
+                     urgent["lon"], urgent["lat"])
+    wait_for(d, f"!!document.querySelector('.ev-urgent[data-ev=\"{urgent['id']}\"]')", 10)
+    sample = f"""const e = document.querySelector('.ev-urgent[data-ev="{urgent['id']}"]');
+                 return [getComputedStyle(e).transform, e.getBoundingClientRect().left, e.getBoundingClientRect().top]"""
+    seen = []
+    for _ in range(6):
+        seen.append(d.execute_script(sample))
+        time.sleep(0.15)
+    assert len({tuple(s) for s in seen}) == 1, seen                  # the marker stays put
+    assert seen[0][0].startswith("matrix(1, 0, 0, 1,")                # translated by Leaflet, not scaled
+    ring = d.execute_script(f"""const s = getComputedStyle(document.querySelector('.ev-urgent[data-ev="{urgent['id']}"]'), '::after');
+                                return [s.animationName, s.animationIterationCount]""")
+    assert ring == ["pulse", "5"]
+    assert severe_logs(d) == []
+
+
 def test_wall013_scoped_wall_shows_nothing_outside_its_scope(city, server, browser):
     d = browser()
     d.execute_cdp_cmd("Network.enable", {})
