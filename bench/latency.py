@@ -20,7 +20,9 @@ Figures (issue 3, Speed):
                                    where it shares the GIL with the panels' callbacks (--skip-single: not run)
 plus latency_samples and latency_missing (events that never showed within 5 s on some page), and
 latency_<tag>_stage_{stored,pushed,drawn}_p50_ms: XADD -> committed (the delta's stream id), committed ->
-received by the page, received -> in the ticker and on the map.
+received by the page, received -> in the ticker and on the map. Comment lines (#) give each page's Dash
+callback requests during the run (count, median and longest time, as the browser saw them): the
+server's share of a tick, which competes with the push for the web process.
 """
 from __future__ import annotations
 
