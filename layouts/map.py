@@ -27,6 +27,7 @@ MEASURES = ("open", "overdue", "per1000", "hazards")
 CLUSTER = {"radius": 56, "minZoom": 9, "maxZoom": 16}
 
 # Asset overlays start hidden (they would clutter) and load only when shown.
+ASSET_CLUSTER = {"radius": 64, "minZoom": 9, "maxZoom": 17}
 ASSET_LAYERS = (
     ("houses", ids.MAP_HOUSES, "map_layer_houses"),
     ("keypop", ids.MAP_KEYPOP, "map_layer_keypop"),
@@ -89,11 +90,13 @@ def wall_map(cfg: dict, lang: str, shown: tuple[str, ...] = ()) -> html.Div:
         dl.Overlay(name=t("map_layer_positions", lang), checked=True, children=dl.GeoJSON(
             id=ids.MAP_POSITIONS, pointToLayer=fn("positionPoint"))),
     ]
+    # An asset overlay holds an empty group: its layers (one per part) are made in the browser from
+    # asset_templates when the overlay is first shown, after the first paint (live.js loadAsset).
+    # In the layout they were 4 x parts GeoJSON components mounted before anything was drawn:
+    # 80 of a city wall's ~150 components, in the page's longest task.
     for layer, cid, key in ASSET_LAYERS:
-        overlays.append(dl.Overlay(name=t(key, lang), checked=layer in shown, children=dl.LayerGroup([dl.GeoJSON(
-            id=f"{cid}-{part}", cluster=True, pointToLayer=fn("assetPoint"), clusterToLayer=fn("assetCluster"),
-            superClusterOptions={"radius": 64, "minZoom": 9, "maxZoom": 17}, hideout={"layer": layer})
-            for part in cfg["parts"]])))
+        overlays.append(dl.Overlay(name=t(key, lang), checked=layer in shown,
+                                   children=dl.LayerGroup(id=f"{cid}-group", children=[])))
     bounds = cfg.get("bounds") or [[36.03, 120.30], [36.11, 120.48]]
     return html.Div(className="wall-map-wrap", children=[
         dl.MapContainer(
@@ -115,6 +118,14 @@ def wall_map(cfg: dict, lang: str, shown: tuple[str, ...] = ()) -> html.Div:
         html.Div(id=ids.MAP_INFO, className="map-info"),
         html.Div(id=ids.MAP_LEGEND, className="map-legend", children=legend(cfg["measure"], cfg["breaks"], lang)),
     ])
+
+
+def asset_templates() -> dict:
+    """Per asset layer, the GeoJSON component one part of it becomes (``{part}`` in its id)."""
+    return {layer: dl.GeoJSON(id=f"{cid}-{{part}}", cluster=True, pointToLayer=fn("assetPoint"),
+                              clusterToLayer=fn("assetCluster"), superClusterOptions=ASSET_CLUSTER,
+                              hideout={"layer": layer}).to_plotly_json()
+            for layer, cid, _ in ASSET_LAYERS}
 
 
 def legend(measure: str, breaks_by_measure: dict, lang: str) -> list:

@@ -188,19 +188,27 @@
     return S.loaded[layer];
   }
 
-  // Asset layers (thousands of points each): per part, one part per frame, only once shown.
+  // Asset layers (thousands of points each): per part, one part per task, only once shown. The
+  // overlay's group gets its GeoJSON layers (one per part, from the page's template: layouts/map.py
+  // asset_templates) when the layer is first shown, empty; each part's data follows as it arrives.
+  // The layout holds no asset layer at all.
   const ASSET_IDS = { houses: "map-houses", keypop: "map-keypop", vehicles: "map-vehicles", facilities: "map-facilities" };
   S.loadAsset = function (layer) {
     if (!ASSET_IDS[layer] || S.loaded[layer]) return;
     S.loaded[layer] = true;
     const parts = S.cfg.parts || [S.cfg.scope];
     const urls = S.cfg.urls[layer + "_parts"];
+    const template = (S.cfg.asset_layers || {})[layer];
+    const partId = function (part) { return template.props.id.replace("{part}", part); };
+    setProps(ASSET_IDS[layer] + "-group", { children: parts.map(function (part) {
+      return { type: template.type, namespace: template.namespace, props: Object.assign({}, template.props, { id: partId(part) }) };
+    }) });
     let pending = parts.length;
     parts.forEach(function (part) {
       const fetched = getJSON(urls[part]);
       fetched.then(function (col) {
         // every layer's parts share one queue: one part (decode + cluster index) per task
-        assetQueue.push(function () { setProps(ASSET_IDS[layer] + "-" + part, { data: S.decode(col) }); });
+        assetQueue.push(function () { setProps(partId(part), { data: S.decode(col) }); });
         pumpAssets();
       }).catch(function (e) { console.warn(layer + " layer:", e.message); }).then(function () {
         if (--pending === 0) {

@@ -430,12 +430,45 @@
     if (id && !W.layers[id] && m._eventParents) W.layers[id] = Object.values(m._eventParents)[0] || undefined;
   }
 
+  // Hazards, workers and vehicles are drawn on the map's canvas, not as DOM markers: a city has
+  // thousands of each, and every DOM marker registers three listeners on the map (each checked
+  // against all the others: quadratic) and is one more element to move on every pan and zoom.
+  // The shapes stay apart for colour-blind readers: triangle (hazard), circle (worker), square
+  // (vehicle). Sizes follow the screen like the vh-sized markers around them.
+  const Symbol = L.CircleMarker.extend({
+    _updatePath: function () {
+      const r = this._renderer, shape = this.options.shape;
+      if (!r._ctx || shape === "circle") { L.CircleMarker.prototype._updatePath.call(this); return; }
+      if (!r._drawing || this._empty()) return;
+      const ctx = r._ctx, p = this._point, s = this._radius;
+      ctx.beginPath();
+      if (shape === "triangle") {
+        ctx.moveTo(p.x, p.y - s); ctx.lineTo(p.x + s, p.y + s * 0.8); ctx.lineTo(p.x - s, p.y + s * 0.8); ctx.closePath();
+      } else {
+        ctx.rect(p.x - s, p.y - s, 2 * s, 2 * s);
+      }
+      r._fillStroke(ctx, this);
+    },
+  });
+  function vh(n) { return n * window.innerHeight / 100; }
+  const COLOURS = { hazard: "#CC79A7", late: "#F0E442", staff: "#009E73", vehicle: "#FFFFFF" };
+  W.symbolStyle = function (kind, late) {
+    if (kind === "hazard") return { shape: "triangle", radius: vh(0.9), stroke: false, fillColor: late ? COLOURS.late : COLOURS.hazard, fillOpacity: 1 };
+    if (kind === "vehicle") return { shape: "square", radius: vh(0.6), color: COLOURS.staff, weight: vh(0.2), opacity: 1, fillColor: COLOURS.vehicle, fillOpacity: 1 };
+    return { shape: "circle", radius: vh(0.55), color: "#ffffff", weight: vh(0.15), opacity: 1, fillColor: COLOURS.staff, fillOpacity: 1 };
+  };
+  // ids of the symbols of one kind ("hz" or "pos") that are on the map now (tests, diagnostics)
+  W.onMap = function (kind) {
+    const all = kind === "hz" ? W.hazardMarkers : W.positions;
+    return Object.keys(all).filter(function (id) { return !!all[id]._map; });
+  };
+
   W.hazardPoint = function (feature, latlng, ctx) {
     const p = feature.properties;
     const late = p.dl && p.dl * 1000 < Date.now();
-    const m = L.marker(latlng, { icon: L.divIcon({ className: "hz" + (late ? " hz-late" : ""), iconSize: null }), keyboard: false });
+    const m = new Symbol(latlng, W.symbolStyle("hazard", late));
     W.hazardMarkers[p.id] = m;
-    m.on("add", function () { noteLayer(m, ctx); const e = m.getElement(); if (e) e.dataset.hz = p.id; });
+    m.on("add", function () { noteLayer(m, ctx); });
     m.bindPopup(function () {
       const box = el("div", "ev-popup");
       box.appendChild(el("div", "tip-title", lab("hazard", p.kind)));
@@ -449,8 +482,8 @@
 
   W.positionPoint = function (feature, latlng, ctx) {
     const p = feature.properties;
-    const m = L.marker(latlng, { icon: L.divIcon({ className: "pos pos-" + (p.ak === "vehicle" ? "veh" : "staff"), iconSize: null }), keyboard: false, interactive: false });
-    m.on("add", function () { noteLayer(m, ctx); const e = m.getElement(); if (e) e.dataset.pos = p.id; });
+    const m = new Symbol(latlng, Object.assign(W.symbolStyle(p.ak === "vehicle" ? "vehicle" : "staff"), { interactive: false }));
+    m.on("add", function () { noteLayer(m, ctx); });
     W.positions[p.id] = m;
     return m;
   };

@@ -17,6 +17,21 @@ pytestmark = pytest.mark.browser
 
 STREET = "370202002"
 LAYERS_DRAWN = "window.wallReady && document.querySelectorAll('.ev, .evc').length > 0"
+# How many hazards show the hazard colours (#CC79A7, late #F0E442) at their centre on the map's canvas.
+HAZARD_PIXELS = """
+const map = wallMap.map, canvas = map.getContainer().querySelector('canvas.leaflet-zoom-animated');
+const ctx = canvas.getContext('2d'), box = canvas.getBoundingClientRect(), k = canvas.width / box.width;
+const mapBox = map.getContainer().getBoundingClientRect();
+let n = 0;
+for (const id of wallMap.onMap('hz')) {
+  const p = map.latLngToContainerPoint(wallMap.hazardMarkers[id].getLatLng());
+  const x = Math.round((p.x + mapBox.left - box.left) * k), y = Math.round((p.y + mapBox.top - box.top) * k);
+  const [r, g, b] = ctx.getImageData(x, y, 1, 1).data;
+  if ((Math.abs(r - 0xCC) < 8 && Math.abs(g - 0x79) < 8 && Math.abs(b - 0xA7) < 8) ||
+      (Math.abs(r - 0xF0) < 8 && Math.abs(g - 0xE4) < 8 && Math.abs(b - 0x42) < 8)) n++;
+}
+return n;
+"""
 
 
 class City:
@@ -85,8 +100,12 @@ def test_wall011_renders_every_panel_and_layer_without_scrollbars(city, server, 
     wait_for(d, "document.querySelector('#feed-status.feed-ok')", 10)
     assert d.execute_script("return Object.keys(wallMap.grids).length") == len(city.grids())
     assert d.execute_script("return Object.keys(wallMap.regions).length") == 3 + 6  # streets + communities
-    assert d.execute_script("return document.querySelectorAll('.hz').length") == len(city.hazards)
-    assert d.execute_script("return document.querySelectorAll('.pos').length") == len(city.positions)
+    # hazards, workers and vehicles are drawn on the map's canvas: every one is on the map, and the
+    # canvas shows a hazard's colour where most hazards are
+    assert len(d.execute_script("return wallMap.onMap('hz')")) == len(city.hazards)
+    assert len(d.execute_script("return wallMap.onMap('pos')")) == len(city.positions)
+    coloured = d.execute_script(HAZARD_PIXELS)
+    assert coloured >= len(city.hazards) // 2, coloured
     shown_events = d.execute_script(
         "return Array.from(document.querySelectorAll('.evc span')).reduce((a, s) => a + Number(s.textContent), 0)"
         " + document.querySelectorAll('.ev').length")
@@ -233,11 +252,11 @@ def test_wall013_scoped_wall_shows_nothing_outside_its_scope(city, server, brows
     d = browser()
     d.execute_cdp_cmd("Network.enable", {})
     open_wall(d, server.url + f"/wall?scope={STREET}")
-    wait_for(d, "document.querySelectorAll('.hz').length > 0 && document.querySelector('#wall-right').innerText.length > 10", 15)
+    wait_for(d, "wallMap.onMap('hz').length > 0 && document.querySelector('#wall-right').innerText.length > 10", 15)
     assert d.find_element(By.CLASS_NAME, "wall-jurisdiction").text == "第2街道"
     grids = d.execute_script("return Object.keys(wallMap.grids)")
     assert sorted(grids) == city.grids(STREET)
-    hz = set(d.execute_script("return Array.from(document.querySelectorAll('.hz')).map(e => e.dataset.hz)"))
+    hz = set(d.execute_script("return wallMap.onMap('hz')"))
     assert hz == {h["id"] for h in city.hazards if h["grid_code"].startswith(STREET)}
     ticker = d.execute_script("return Array.from(document.querySelectorAll('#wall-ticker li')).map(e => e.dataset.ev)")
     inside = {e["id"] for e in city.events if e["grid_code"].startswith(STREET)}
@@ -274,9 +293,10 @@ def test_wall014_gcj02_mode_shifts_every_layer_consistently(gcj_server, browser)
     city, srv = gcj_server
     d = browser()
     open_wall(d, srv.url + "/wall")
-    wait_for(d, f"document.querySelectorAll('.hz').length === {len(city.hazards)}", 10)
+    wait_for(d, f"wallMap.onMap('hz').length === {len(city.hazards)}", 10)
     for h in city.hazards[:3]:
-        lon, lat = marker_latlng(d, "hz", h["id"])
+        lon, lat = d.execute_script("const p = wallMap.hazardMarkers[arguments[0]].getLatLng(); return [p.lng, p.lat]",
+                                    h["id"])
         glon, glat = wgs84_to_gcj02(h["lon"], h["lat"])
         assert abs(lon - glon) < 2e-5 and abs(lat - glat) < 2e-5
         assert abs(lon - h["lon"]) > 1e-4
@@ -484,7 +504,7 @@ def test_wall020_workers_move_and_patrols_mark_coverage_live(city, server, brows
 
     d = browser()
     open_wall(d, server.url + "/wall")
-    wait_for(d, f"document.querySelectorAll('.pos').length === {len(city.positions)}", 10)
+    wait_for(d, f"wallMap.onMap('pos').length === {len(city.positions)}", 10)
     wait_for(d, "document.querySelector('#feed-status.feed-ok')", 10)
     worker = next(p for p in city.positions if p["actor_kind"] == "staff")
     grid = next(r for r in city.rows if r.level == "grid" and r.code == worker["grid_code"])
@@ -504,7 +524,7 @@ def test_wall020_workers_move_and_patrols_mark_coverage_live(city, server, brows
              .replace("arguments_id", repr(worker["actor_id"])).replace("arguments_x", str(target.x))
              .replace("arguments_y", str(target.y)), 10)
     # the same marker moved: no new marker was made for the worker
-    assert d.execute_script("return document.querySelectorAll('.pos').length") == len(city.positions)
+    assert len(d.execute_script("return wallMap.onMap('pos')")) == len(city.positions)
     wait_for(d, f"wallMap.values.patrolled[wallMap.gridIndex['{unpatrolled.code}']] === 1", 10)
     dash = d.execute_script(f"return wallMap.grids['{unpatrolled.code}'].options.dashArray")
     assert dash

@@ -172,3 +172,36 @@ def test_wall038_assets_and_bundles_go_minified_at_brotli_11(make_services, embe
     plain = client.get(live, headers={"Accept-Encoding": "gzip"})
     data = plain.get_data()
     assert (gzip.decompress(data) if plain.headers.get("Content-Encoding") == "gzip" else data) == source
+
+
+def _ids(node, out: list) -> list:
+    if isinstance(node, dict):
+        if "id" in node.get("props", {}):
+            out.append(node["props"]["id"])
+        for v in node.get("props", {}).values():
+            _ids(v, out)
+    elif isinstance(node, list):
+        for v in node:
+            _ids(v, out)
+    return out
+
+
+def test_wall039_asset_layers_are_made_in_the_browser_not_in_the_layout(make_services, embedded_redis, tmp_path):
+    # the layout holds one empty group per asset overlay and the template its parts are made from
+    from dashboard import ids
+    from dashboard.app import create_app
+
+    from . import feed_support as F
+
+    services = make_services(f"sqlite:///{tmp_path / 'p.db'}", embedded_redis.url)
+    F.seed_regions(services.engine)
+    client = create_app(services.settings, services).server.test_client()
+    layout = _layout(client, "http://localhost/wall?layers=houses")
+    every = _ids(layout, [])
+    for cid in (ids.MAP_HOUSES, ids.MAP_KEYPOP, ids.MAP_VEHICLES, ids.MAP_FACILITIES):
+        assert [i for i in every if str(i).startswith(cid)] == [f"{cid}-group"]
+        assert _find(layout, f"{cid}-group")["props"]["children"] == []
+    templates = _find(layout, ids.WALL_CONFIG)["props"]["data"]["asset_layers"]
+    assert templates["houses"]["type"] == "GeoJSON" and templates["houses"]["namespace"] == "dash_leaflet"
+    assert templates["houses"]["props"]["id"] == f"{ids.MAP_HOUSES}-{{part}}"
+    assert templates["houses"]["props"]["pointToLayer"] == {"variable": "wallMap.assetPoint"}
