@@ -99,29 +99,33 @@ def test_wall035_preload_follows_the_path_prefix():
                                  '<link rel="preload" href="/grid/_dash-dependencies" as="fetch" crossorigin>')
 
 
-def _namespaces(node, out: set) -> set:
+def _components(node):
+    """Every component of a layout (the dicts with a namespace), depth first."""
     if isinstance(node, dict):
         if "namespace" in node:
-            out.add(node["namespace"])
+            yield node
         for v in node.get("props", {}).values():
-            _namespaces(v, out)
+            yield from _components(v)
     elif isinstance(node, list):
         for v in node:
-            _namespaces(v, out)
-    return out
+            yield from _components(v)
 
 
-def test_wall036_no_page_uses_dcc(make_services, embedded_redis, tmp_path):
-    # page_scripts drops dcc's bundle: a dcc component in a layout would render as an error
+def _seeded_client(make_services, embedded_redis, tmp_path):
     from dashboard.app import create_app
 
     from . import feed_support as F
 
     services = make_services(f"sqlite:///{tmp_path / 'p.db'}", embedded_redis.url)
     F.seed_regions(services.engine)
-    client = create_app(services.settings, services).server.test_client()
+    return create_app(services.settings, services).server.test_client()
+
+
+def test_wall036_no_page_uses_dcc(make_services, embedded_redis, tmp_path):
+    # page_scripts drops dcc's bundle: a dcc component in a layout would render as an error
+    client = _seeded_client(make_services, embedded_redis, tmp_path)
     for referrer in ("http://localhost/wall", "http://localhost/wall?lang=en&scope=370202001", None):
-        found = _namespaces(_layout(client, referrer), set())
+        found = {c["namespace"] for c in _components(_layout(client, referrer))}
         assert "dashboard" in found and "dash_core_components" not in found, (referrer, found)
     for folder in ("layouts", "callbacks", "dashboard"):
         for path in (ROOT / folder).rglob("*.py"):
@@ -174,30 +178,13 @@ def test_wall038_assets_and_bundles_go_minified_at_brotli_11(make_services, embe
     assert (gzip.decompress(data) if plain.headers.get("Content-Encoding") == "gzip" else data) == source
 
 
-def _ids(node, out: list) -> list:
-    if isinstance(node, dict):
-        if "id" in node.get("props", {}):
-            out.append(node["props"]["id"])
-        for v in node.get("props", {}).values():
-            _ids(v, out)
-    elif isinstance(node, list):
-        for v in node:
-            _ids(v, out)
-    return out
-
-
 def test_wall039_asset_layers_are_made_in_the_browser_not_in_the_layout(make_services, embedded_redis, tmp_path):
     # the layout holds one empty group per asset overlay and the template its parts are made from
     from dashboard import ids
-    from dashboard.app import create_app
 
-    from . import feed_support as F
-
-    services = make_services(f"sqlite:///{tmp_path / 'p.db'}", embedded_redis.url)
-    F.seed_regions(services.engine)
-    client = create_app(services.settings, services).server.test_client()
+    client = _seeded_client(make_services, embedded_redis, tmp_path)
     layout = _layout(client, "http://localhost/wall?layers=houses")
-    every = _ids(layout, [])
+    every = [c["props"]["id"] for c in _components(layout) if "id" in c["props"]]
     for cid in (ids.MAP_HOUSES, ids.MAP_KEYPOP, ids.MAP_VEHICLES, ids.MAP_FACILITIES):
         assert [i for i in every if str(i).startswith(cid)] == [f"{cid}-group"]
         assert _find(layout, f"{cid}-group")["props"]["children"] == []
