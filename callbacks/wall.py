@@ -19,7 +19,7 @@ from dashboard import domain, ids, wall_data
 from dashboard.geo.coords import wgs84_to_gcj02
 from dashboard.i18n import TEXT, t
 from dashboard.store.version import MAX_AGE_S, feed_version
-from layouts.map import ASSET_LAYERS, CLUSTER, asset_templates, legend, overlay_names
+from layouts.map import ASSET_LAYERS, CLUSTER, SYMBOL_COLOURS, asset_templates, legend, overlay_names
 from layouts.wall import wall_layout
 
 SCOPE_RE = re.compile(r"^\d{6,24}$")
@@ -119,6 +119,7 @@ def build_config(services, scope: str, lang: str, query: dict) -> dict:
         "shown": list(shown), "overlays": overlay_names(lang), "tile_url": settings.tile_url,
         "poll": query_flag(query, "poll"), "parts": parts, "offsets": offsets,
         "tick_ms": tick_ms(query), "cluster": CLUSTER, "asset_layers": asset_templates(),
+        "symbols": SYMBOL_COLOURS,
     }
 
 

@@ -282,6 +282,10 @@ def open_events(engine: Engine, scope: str | None, crs: str = "wgs84") -> dict:
     }, time_cols={"dl": cols[7]}, dict_cols={"g": list(cols[3]), "st": list(cols[6])}, group="g")
 
 
+def _iso(v: datetime | None) -> str | None:
+    return v.isoformat() if v is not None else None
+
+
 def event_detail(engine: Engine, event_id: str, scope: str | None) -> dict | None:
     """One event for its map popup, if it lies inside scope (None otherwise): the live deltas'
     fields and shape, without the reporter."""
@@ -293,10 +297,9 @@ def event_detail(engine: Engine, event_id: str, scope: str | None) -> dict | Non
         r = conn.execute(stmt).first()
     if r is None:
         return None
-    iso = lambda v: v.isoformat() if v is not None else None  # noqa: E731
     return {"id": r.id, "g": r.grid_code, "cat": r.category, "sub": r.subcategory or "", "lvl": int(r.level),
-            "urg": bool(r.urgent), "st": r.state, "src": r.source, "at": iso(r.reported_at),
-            "dl": iso(r.deadline_at), "h": r.handler or "", "addr": (r.address or "")[:60]}
+            "urg": bool(r.urgent), "st": r.state, "src": r.source, "at": _iso(r.reported_at),
+            "dl": _iso(r.deadline_at), "h": r.handler or "", "addr": (r.address or "")[:60]}
 
 
 def open_hazards(engine: Engine, scope: str | None, crs: str = "wgs84") -> dict:
@@ -448,11 +451,10 @@ def recent_event_deltas(engine: Engine, scope: str | None, since: datetime, limi
             .order_by(event.c.updated_at).limit(limit))
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
-    iso = lambda v: v.isoformat() if v is not None else None  # noqa: E731
     return [{"k": "event", "op": "upsert", "g": r.grid_code, "id": r.id, "lon": r.lon, "lat": r.lat,
              "cat": r.category, "sub": r.subcategory, "lvl": r.level, "urg": bool(r.urgent), "st": r.state,
-             "src": r.source, "at": iso(r.reported_at), "dl": iso(r.deadline_at), "h": r.handler,
-             "txt": (r.description or "")[:60], "addr": r.address, "u": iso(r.updated_at)} for r in rows]
+             "src": r.source, "at": _iso(r.reported_at), "dl": _iso(r.deadline_at), "h": r.handler,
+             "txt": (r.description or "")[:60], "addr": r.address, "u": _iso(r.updated_at)} for r in rows]
 
 
 def dumps(obj) -> bytes:

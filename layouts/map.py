@@ -22,6 +22,8 @@ OVERDUE = "#F0E442"
 HAZARD = "#CC79A7"
 WORKER = "#009E73"
 VEHICLE = "#FFFFFF"
+# The canvas symbols' colours (map.js symbolStyle), the same the legend shows.
+SYMBOL_COLOURS = {"hazard": HAZARD, "late": OVERDUE, "staff": WORKER, "vehicle": VEHICLE}
 MEASURES = ("open", "overdue", "per1000", "hazards")
 # Clusters only between the map's lowest zoom and street level: fewer levels to index.
 CLUSTER = {"radius": 56, "minZoom": 9, "maxZoom": 16}

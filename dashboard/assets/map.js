@@ -451,8 +451,8 @@
     },
   });
   function vh(n) { return n * window.innerHeight / 100; }
-  const COLOURS = { hazard: "#CC79A7", late: "#F0E442", staff: "#009E73", vehicle: "#FFFFFF" };
   W.symbolStyle = function (kind, late) {
+    const COLOURS = W.cfg.symbols;  // layouts/map.py SYMBOL_COLOURS, as in the legend
     if (kind === "hazard") return { shape: "triangle", radius: vh(0.9), stroke: false, fillColor: late ? COLOURS.late : COLOURS.hazard, fillOpacity: 1 };
     if (kind === "vehicle") return { shape: "square", radius: vh(0.6), color: COLOURS.staff, weight: vh(0.2), opacity: 1, fillColor: COLOURS.vehicle, fillOpacity: 1 };
     return { shape: "circle", radius: vh(0.55), color: "#ffffff", weight: vh(0.15), opacity: 1, fillColor: COLOURS.staff, fillOpacity: 1 };
