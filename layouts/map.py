@@ -12,7 +12,7 @@ import dash_leaflet as dl
 from dash import html
 
 from dashboard import ids
-from dashboard.components import RadioItems
+from dashboard.components import Elements, RadioItems
 from dashboard.i18n import t
 
 VIRIDIS = ("#440154", "#3b528b", "#21918c", "#5ec962", "#fde725")  # colour-blind safe, dark-to-light
@@ -57,9 +57,10 @@ def wall_map(cfg: dict, lang: str, shown: tuple[str, ...] = ()) -> html.Div:
     tiles = [dl.TileLayer(url=cfg["tile_url"], opacity=0.55, maxZoom=19)] if cfg.get("tile_url") else []
     outline = {"fill": False}
     overlays = [
-        # One grid layer and one clustered event layer per part (a street, when the wall shows a
-        # district): each part loads, parses and indexes on its own, so no single browser task
-        # handles a whole city, and a live update re-renders one street's clusters, not all.
+        # One grid layer per part (a street, when the wall shows a district) and one clustered
+        # event layer per group of streets (~1,500 grids: callbacks/wall.py event_groups): each
+        # loads, parses and indexes on its own, so no single browser task handles a whole city,
+        # and a live update re-renders one group's clusters, not all.
         # Each overlay holds ONE LayerGroup: the layer control lists (and on every addition
         # re-renders) one entry per direct child, so 20 streets x 6 layers as direct children
         # cost a 400 ms task of list rebuilding at city scale.
@@ -83,7 +84,7 @@ def wall_map(cfg: dict, lang: str, shown: tuple[str, ...] = ()) -> html.Div:
             *(dl.GeoJSON(id=f"{ids.MAP_EVENTS}-{part}", cluster=True, pointToLayer=fn("eventPoint"),
                          clusterToLayer=fn("eventCluster"), filter=fn("eventFilter"), zoomToBoundsOnClick=True,
                          superClusterOptions=CLUSTER, hideout={"gone": {}, "st": {}})
-              for part in cfg["parts"]),
+              for part in cfg.get("groups") or cfg["parts"]),
             dl.GeoJSON(id=ids.MAP_EVENTS_LIVE, pointToLayer=fn("eventPoint"), filter=fn("eventFilter"),
                        hideout={"gone": {}, "st": {}}),
         ])),
@@ -118,7 +119,7 @@ def wall_map(cfg: dict, lang: str, shown: tuple[str, ...] = ()) -> html.Div:
                            inline=True),
         ]),
         html.Div(id=ids.MAP_INFO, className="map-info"),
-        html.Div(id=ids.MAP_LEGEND, className="map-legend", children=legend(cfg["measure"], cfg["breaks"], lang)),
+        Elements(id=ids.MAP_LEGEND, className="map-legend", children=legend(cfg["measure"], cfg["breaks"], lang)),
     ])
 
 

@@ -107,9 +107,11 @@
     S.live = new Map(); S.liveShown = new Map(); S.hazards = new Map(); S.positions = new Map();
     S.tickerIds = new Set(); S.syncPending = {}; S.count = 0; S.loaded = {}; S.lastId = S.lastId && S.scope === cfg.scope ? S.lastId : null;
     S.scope = cfg.scope; S.ready = {}; window.wallReady = 0; S.afterPaintDone = false;
-    clock();
-    S.clockTimer = setInterval(clock, 1000);
-    renderTicker(cfg.ticker || []);
+    // The clock and the ticker wait for the map's first paint: their first date format builds
+    // the zone's ICU data (~25 ms), which the load's busiest stretch can do without. A page whose
+    // layers never become ready gets them after 2 s.
+    clearTicker();
+    S.clockStart = setTimeout(showTexts, 2000);
     W().renderCrumbs();
     S.mark("start");
     W().restyleGrids();  // grids drawn before this config arrived get their colours
@@ -122,9 +124,17 @@
     return nu;
   };
 
+  function showTexts() {
+    clearTimeout(S.clockStart);
+    if (S.clockTimer) return;
+    clock();
+    S.clockTimer = setInterval(clock, 1000);
+    renderTicker(S.cfg.ticker || []);
+  }
+
   S.stop = function () {
     if (S.es) { S.es.close(); S.es = null; }
-    clearInterval(S.clockTimer); clearInterval(S.watchdog); clearInterval(S.pollTimer); clearTimeout(S.rotateTimer);
+    clearInterval(S.clockTimer); clearTimeout(S.clockStart); S.clockTimer = null; clearInterval(S.watchdog); clearInterval(S.pollTimer); clearTimeout(S.rotateTimer);
     clearTimeout(S.tickTimer); clearTimeout(S.flyTimer); clearTimeout(S.retryTimer); clearTimeout(S.mainTimer); clearTimeout(S.verifyTimer);
     S.mainTimer = null;
     S.tickTimer = null; S.tickPending = false;  // a cleared timer must not read as running: ticks would stop
@@ -134,6 +144,13 @@
     if (S.afterPaintDone) return;
     S.afterPaintDone = true;
     const cfg = S.cfg;
+    showTexts();
+    // the rest in later tasks: this one is the first painted frame's
+    setTimeout(function () { afterFirstPaintLoads(cfg); }, 0);
+  }
+
+  function afterFirstPaintLoads(cfg) {
+    if (S.cfg !== cfg) return;  // the page moved on (a new scope): its own first paint loads these
     loadPoints("hazards", "map-hazards", function (fc) {
       fc.features.forEach(function (f) { S.hazards.set(f.properties.id, f); });
     });
@@ -188,29 +205,33 @@
     return S.loaded[layer];
   }
 
-  // Asset layers (thousands of points each): per part, one part per task, only once shown. The
-  // overlay's group gets its GeoJSON layers (one per part, from the page's template: layouts/map.py
-  // asset_templates) when the layer is first shown, empty; each part's data follows as it arrives.
+  // Asset layers (thousands of points each): per group of streets, one group per task, only once
+  // shown. The overlay's LayerGroup gets its GeoJSON layers (one per group, from the page's
+  // template: layouts/map.py asset_templates) when the layer is first shown, empty; each group's
+  // data follows as it arrives.
   // The layout holds no asset layer at all.
   const ASSET_IDS = { houses: "map-houses", keypop: "map-keypop", vehicles: "map-vehicles", facilities: "map-facilities" };
   S.loadAsset = function (layer) {
     if (!ASSET_IDS[layer] || S.loaded[layer]) return;
     S.loaded[layer] = true;
-    const parts = S.cfg.parts || [S.cfg.scope];
+    const list = groups();
     const urls = S.cfg.urls[layer + "_parts"];
     const template = (S.cfg.asset_layers || {})[layer];
-    const partId = function (part) { return template.props.id.replace("{part}", part); };
-    setProps(ASSET_IDS[layer] + "-group", { children: parts.map(function (part) {
-      return { type: template.type, namespace: template.namespace, props: Object.assign({}, template.props, { id: partId(part) }) };
-    }) });
-    let pending = parts.length;
-    parts.forEach(function (part) {
-      const fetched = getJSON(urls[part]);
-      fetched.then(function (col) {
-        // every layer's parts share one queue: one part (decode + cluster index) per task
-        assetQueue.push(function () { setProps(partId(part), { data: S.decode(col) }); });
+    const partId = function (key) { return template.props.id.replace("{part}", key); };
+    // the overlay's layers are made in a task of their own (Dash renders them together); their
+    // data follow in the same queue, so after it
+    assetQueue.push(function () {
+      setProps(ASSET_IDS[layer] + "-group", { children: list.map(function (g) {
+        return { type: template.type, namespace: template.namespace, props: Object.assign({}, template.props, { id: partId(g[0]) }) };
+      }) });
+    });
+    pumpAssets();
+    let pending = list.length;
+    list.forEach(function (g) {
+      fetchGroup(urls, g[1], layer + " layer").then(function (cols) {
+        // every layer's groups share one queue: one group (decode + cluster index) per task
+        assetQueue.push(function () { setProps(partId(g[0]), { data: decodeGroup(cols) }); });
         pumpAssets();
-      }).catch(function (e) { console.warn(layer + " layer:", e.message); }).then(function () {
         if (--pending === 0) {
           assetQueue.push(function () { S.ready[layer] = performance.now(); });
           pumpAssets();
@@ -226,8 +247,8 @@
     (function next() {
       const job = assetQueue.shift();
       if (!job) { assetPumping = false; return; }
-      job();
-      setTimeout(next, 0);
+      // the queue carries on past a part that fails (its error still reaches the console)
+      try { job(); } finally { setTimeout(next, 0); }
     })();
   }
 
@@ -378,10 +399,12 @@
         missing++;
         setProps("map-grids-" + part, { url: S.cfg.urls.grid_parts[part] + "&r=" + round });
       }
-      const fc = S.eventData[part];
-      if (fc && fc.features.length && !W().eventPartDrawn[part]) {
+    });
+    groups().forEach(function (g) {
+      const fc = S.eventData[g[0]];
+      if (fc && fc.features.length && !W().eventPartDrawn[g[0]]) {
         missing++;
-        setProps("map-events-" + part, { data: { type: "FeatureCollection", features: fc.features.slice() },
+        setProps("map-events-" + g[0], { data: { type: "FeatureCollection", features: fc.features.slice() },
                                          superClusterOptions: clusterOptions() });
       }
     });
@@ -396,14 +419,39 @@
     return Object.assign({}, base, { radius: Math.round(base.radius * scale) });
   }
 
-  // The open events, one clustered layer per part (a street on a district wall).
+  // The clustered layers (events, assets) hold a group of streets each (cfg.groups: the group's
+  // first street -> its streets; callbacks/wall.py event_groups): fetched per street (the same
+  // cached URLs, prefetched by the page), drawn per group. Fewer, larger layers: each one costs a
+  // Dash component, a store update, a cluster index and its own cluster markers.
+  function groups() {
+    const g = S.cfg.groups;
+    if (g && Object.keys(g).length) return Object.keys(g).map(function (k) { return [k, g[k]]; });
+    return (S.cfg.parts || [S.cfg.scope]).map(function (p) { return [p, [p]]; });
+  }
+  S.groups = groups;
+  // One group's columnar bodies, one per street; a street that failed is warned of and left out.
+  function fetchGroup(urls, streets, what) {
+    return Promise.all(streets.map(function (s) {
+      return getJSON(urls[s]).catch(function (e) { console.warn(what + " " + s + ":", e.message); return null; });
+    }));
+  }
+  function decodeGroup(cols) {
+    const features = [];
+    cols.forEach(function (col) {
+      if (!col) return;
+      const fs = S.decode(col).features;
+      for (let i = 0; i < fs.length; i++) features.push(fs[i]);
+    });
+    return { type: "FeatureCollection", features: features };
+  }
+
+  // The open events, one clustered layer per group of streets.
   function loadEvents(done) {
-    const parts = S.cfg.parts || [S.cfg.scope];
-    let pending = parts.length;
+    const list = groups();
+    let pending = list.length;
     const finish = function () { if (--pending === 0) done(); };
-    const fetched = parts.map(function (part) { return getJSON(S.cfg.urls.event_parts[part]); });
-    const order = parts.map(function (p, i) { return i; });
-    // Parts of up to TASK_EVENTS events per task, back to back (setTimeout 0): a city's 50,000
+    const fetched = list.map(function (g) { return fetchGroup(S.cfg.urls.event_parts, g[1], "events layer"); });
+    // Groups of up to TASK_EVENTS events per task, back to back (setTimeout 0): a city's 50,000
     // events in one task froze the page for ~300 ms, while a district's 5,000 in ten tasks paid
     // ten renders (~0.1 s more to ready). (Measured alternatives, both worse at city scale: one
     // part per animation frame spread the events over ~1 s and the asset layers over 30 s; more
@@ -422,19 +470,20 @@
         }
         setTimeout(pump, 0);
       };
-      order.forEach(function (i) {
-        const part = parts[i];
-        fetched[i].then(function (col) {
-          queue.push({ n: col.n || 0, run: function () {
-            const fc = S.decode(col);
-            fc.features.forEach(function (f) { S.mainIds.add(f.properties.id); S.partOf[f.properties.id] = part; });
-            S.eventData[part] = fc;
-            setProps("map-events-" + part, { data: fc, hideout: { gone: {}, st: {} }, superClusterOptions: clusterOptions() });
-            S.mark("events " + part);
+      list.forEach(function (g, i) {
+        const key = g[0];
+        fetched[i].then(function (cols) {
+          const n = cols.reduce(function (a, c) { return a + (c ? c.n || 0 : 0); }, 0);
+          queue.push({ n: n, run: function () {
+            const fc = decodeGroup(cols);
+            fc.features.forEach(function (f) { S.mainIds.add(f.properties.id); S.partOf[f.properties.id] = key; });
+            S.eventData[key] = fc;
+            setProps("map-events-" + key, { data: fc, hideout: { gone: {}, st: {} }, superClusterOptions: clusterOptions() });
+            S.mark("events " + key);
             finish();
           } });
           if (!running) { running = true; pump(); }
-        }).catch(function (e) { console.warn("events layer " + part + ":", e.message); finish(); });
+        });
       });
     });
   }
@@ -572,23 +621,37 @@
   }
 
   // --- ticker and attention ----------------------------------------------------------------------
+  function clearTicker() {
+    const box = document.getElementById("wall-ticker");
+    if (box) box.textContent = "";
+  }
+
+  // The page's newest events (newest first) go below any pushed since the page opened.
   function renderTicker(items) {
     const box = document.getElementById("wall-ticker");
     if (!box) return;
-    box.textContent = "";
-    items.slice().reverse().forEach(function (d) { addTicker(d, false); });
+    items.forEach(function (d) {
+      if (S.tickerIds.has(d.id) || box.children.length >= 30) return;
+      S.tickerIds.add(d.id);
+      box.appendChild(tickerItem(d));
+    });
   }
 
-  function addTicker(d, isNew) {
-    const box = document.getElementById("wall-ticker");
-    if (!box) return;
-    S.tickerIds.add(d.id);
+  function tickerItem(d) {
     const li = W().el("li", "tick tick-l" + d.lvl + (d.urg ? " tick-urgent" : ""));
     li.dataset.ev = d.id;
     li.appendChild(W().el("span", "tick-time", W().fmtTime(toEpoch(d.at), false)));
     li.appendChild(W().el("span", "tick-cat", W().lab("cat", d.cat) + (d.sub ? "·" + W().lab("sub", d.sub) : "")));
     li.appendChild(W().el("span", "tick-place", d.addr || W().chain(d.g)));
     li.appendChild(W().el("span", "tick-text", (d.txt || "").slice(0, 40)));
+    return li;
+  }
+
+  function addTicker(d, isNew) {
+    const box = document.getElementById("wall-ticker");
+    if (!box) return;
+    S.tickerIds.add(d.id);
+    const li = tickerItem(d);
     box.insertBefore(li, box.firstChild);
     while (box.children.length > 30) { const last = box.lastChild; S.tickerIds.delete(last.dataset.ev); box.removeChild(last); }
     if (isNew) {

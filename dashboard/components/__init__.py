@@ -1,4 +1,4 @@
-"""The four non-html components the pages use: Store, Interval, Location, RadioItems.
+"""The non-html components the pages use: Store, Interval, Location, RadioItems, and Elements.
 
 dcc holds them too, but its bundle is ~93 kB on the wire (brotli 11) and about
 30 % of the wall's framework bytes, for four components of a few lines each;
@@ -76,4 +76,18 @@ class RadioItems(_Light):
                          inputClassName=inputClassName, inline=inline or None, style=style)
 
 
-__all__ = ["Store", "Interval", "Location", "RadioItems", "NAMESPACE"]
+class Elements(_Light):
+    """A block of static content as ONE component: a ``div`` holding ``tree``, html components
+    turned into plain elements (``dashboard.inplace.tree``: tags, text and a fixed list of
+    attributes; no callbacks on anything inside). Each Dash component costs the renderer at
+    mount and on every store update, and the map's legend alone was 45 of them."""
+    _type = "Elements"
+    _props = ("tree", "className")
+
+    def __init__(self, id: str, children=None, className: str | None = None):  # noqa: A002
+        from dashboard.inplace import tree
+
+        super().__init__(id, tree=tree(children) if children is not None else [], className=className)
+
+
+__all__ = ["Store", "Interval", "Location", "RadioItems", "Elements", "NAMESPACE"]

@@ -1,5 +1,6 @@
 /* The pages' non-html components (dashboard/components/__init__.py): Store, Interval, Location,
- * RadioItems, with dcc's props and behaviour for what the pages use, in plain React (no build).
+ * RadioItems, with dcc's props and behaviour for what the pages use, in plain React (no build);
+ * and Elements, a static block of plain elements.
  * The Dash renderer finds them as window.dashboard[type]. */
 (function () {
   "use strict";
@@ -79,7 +80,26 @@
       }));
   }
 
+  // Elements: a tree from dashboard.inplace.tree (a string is text, [tag, attributes, ...children]
+  // an element) as plain React elements. Text stays text; attributes come from inplace's list.
+  const ATTR = { "class": "className", colspan: "colSpan", rowspan: "rowSpan", title: "title", role: "role", id: "id" };
+  function element(node, key) {
+    if (typeof node === "string") return node;
+    const props = { key: key }, attrs = node[1] || {};
+    for (const k in attrs) {
+      if (k === "style") props.style = attrs.style;
+      else if (ATTR[k]) props[ATTR[k]] = attrs[k];
+      else if (/^(data|aria)-[a-z0-9-]+$/.test(k)) props[k] = attrs[k];
+    }
+    const kids = [];
+    for (let i = 2; i < node.length; i++) kids.push(element(node[i], i));
+    return h(node[0], props, kids.length ? kids : undefined);
+  }
+  function Elements(props) {
+    return h("div", { id: props.id, className: props.className }, (props.tree || []).map(element));
+  }
+
   window.dashboard = Object.assign(window.dashboard || {}, {
-    Store: Store, Interval: Interval, Location: Location, RadioItems: RadioItems,
+    Store: Store, Interval: Interval, Location: Location, RadioItems: RadioItems, Elements: Elements,
   });
 })();

@@ -102,6 +102,8 @@ def test_wall011_renders_every_panel_and_layer_without_scrollbars(city, server, 
     assert d.execute_script("return Object.keys(wallMap.regions).length") == 3 + 6  # streets + communities
     # hazards, workers and vehicles are drawn on the map's canvas: every one is on the map, and the
     # canvas shows a hazard's colour where most hazards are
+    # (they load after the first paint: wait for them, then count exactly)
+    wait_for(d, "wallLive.ready.hazards && wallLive.ready.positions", 10)
     assert len(d.execute_script("return wallMap.onMap('hz')")) == len(city.hazards)
     assert len(d.execute_script("return wallMap.onMap('pos')")) == len(city.positions)
     coloured = d.execute_script(HAZARD_PIXELS)

@@ -56,7 +56,9 @@ class AppServer:
         self.thread.join(timeout=10)
 
 
-def chrome(width: int = 1920, height: int = 1080):
+def chrome(width: int = 1920, height: int = 1080, performance_log: bool = True):
+    """performance_log: DevTools network/page events kept for get_log("performance") (network_bodies);
+    the benches turn it off, since recording every event costs the browser CPU during the load."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -65,7 +67,7 @@ def chrome(width: int = 1920, height: int = 1080):
     for a in CHROME_ARGS:
         opts.add_argument(a)
     opts.add_argument(f"--window-size={width},{height}")
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL", **({"performance": "ALL"} if performance_log else {})})
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
     # --window-size sets the outer window; make the viewport exactly width x height.
     driver.set_window_size(width, height)
@@ -73,6 +75,54 @@ def chrome(width: int = 1920, height: int = 1080):
     if inner != [width, height]:
         driver.set_window_size(width + (width - inner[0]), height + (height - inner[1]))
     return driver
+
+
+def _cpu_ticks(root: int) -> int:
+    """utime + stime (clock ticks) of root and all its descendants: the browser's processes."""
+    import os
+
+    parent, ticks = {}, {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(pid)] = int(fields[1])
+        ticks[int(pid)] = int(fields[11]) + int(fields[12])
+    total = 0
+    for pid, t in ticks.items():
+        p = pid
+        while p > 1 and p != root:
+            p = parent.get(p, 0)
+        if p == root:
+            total += t
+    return total
+
+
+def browser_idle(driver, quiet_s: float = 0.2, busy_share: float = 0.1, timeout: float = 5.0) -> float:
+    """Wait until the browser's processes have been (nearly) idle for quiet_s; returns the seconds waited.
+
+    A freshly launched Chromium keeps one core busy for ~0.7 s after chromedriver returns (its
+    first renderer still starting up). A load timed from a navigation made in that window measures
+    the browser's start-up as much as the page, so the benches start timing on an idle browser.
+    """
+    import os
+
+    root = driver.service.process.pid
+    hz = os.sysconf("SC_CLK_TCK")
+    t0 = time.time()
+    step = 0.05
+    quiet = 0.0
+    last = _cpu_ticks(root)
+    while time.time() - t0 < timeout and quiet < quiet_s:
+        time.sleep(step)
+        now = _cpu_ticks(root)
+        quiet = quiet + step if (now - last) / hz <= busy_share * step * 2 else 0.0
+        last = now
+    return time.time() - t0
 
 
 def wait_for(driver, script: str, timeout: float = 15.0, interval: float = 0.1):
