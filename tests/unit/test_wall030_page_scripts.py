@@ -4,6 +4,8 @@ from __future__ import annotations
 import pathlib
 import re
 
+import pytest
+
 from dashboard.page_scripts import trim
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -192,3 +194,41 @@ def test_wall039_asset_layers_are_made_in_the_browser_not_in_the_layout(make_ser
     assert templates["houses"]["type"] == "GeoJSON" and templates["houses"]["namespace"] == "dash_leaflet"
     assert templates["houses"]["props"]["id"] == f"{ids.MAP_HOUSES}-{{part}}"
     assert templates["houses"]["props"]["pointToLayer"] == {"variable": "wallMap.assetPoint"}
+
+
+def test_wall040_legend_is_one_component_of_plain_elements(make_services, embedded_redis, tmp_path):
+    from dash import html
+
+    from dashboard import ids
+    from dashboard.components import Elements
+
+    client = _seeded_client(make_services, embedded_redis, tmp_path)
+    layout = _layout(client, "http://localhost/wall")
+    legend = _find(layout, ids.MAP_LEGEND)
+    assert legend["namespace"] == "dashboard" and legend["type"] == "Elements"
+    assert not list(_components(legend["props"]))           # nothing inside is a Dash component
+    rows = legend["props"]["tree"]
+    assert rows[0] == ["div", {"class": "legend-title"}, "在办事件"]
+    swatch = next(r for r in rows if r[0] == "div" and r[1] == {"class": "legend-row"} and "L1" in r[3])
+    assert swatch[2] == ["span", {"class": "legend-key legend-dot", "style": {"backgroundColor": "#D55E00"}}]
+    # text stays text, and what cannot be a plain element is refused rather than dropped
+    assert Elements(id="e", children=html.B("<i>x</i>")).tree == [["b", {}, "<i>x</i>"]]
+    with pytest.raises(ValueError, match="plain element"):
+        Elements(id="e", children=html.A("x", href="javascript:alert(1)"))
+
+
+def test_wall041_clustered_layers_hold_groups_of_streets():
+    from callbacks.wall import GROUP_GRIDS, event_groups
+
+    streets = [f"370202{i:03d}" for i in range(1, 21)]
+    grids = sorted(f"{s}{c:03d}{g:03d}" for s in streets for c in range(1, 4) for g in range(100))  # 300 each
+    groups = event_groups(streets, grids)
+    assert list(groups) == ["370202001", "370202006", "370202011", "370202016"]
+    assert [s for part in groups.values() for s in part] == streets   # every street once, in order
+    assert all(len(part) * 300 <= GROUP_GRIDS for part in groups.values())
+    district = streets[:10]
+    small = [g for g in grids if g[:9] in district][::5]                # 60 grids a street
+    assert event_groups(district, small) == {"370202001": district}
+    assert event_groups(["370202001"], []) == {"370202001": ["370202001"]}
+    big = [f"370202001{c:06d}" for c in range(2000)]                    # a street over the size alone
+    assert event_groups(["370202001", "370202002"], big) == {"370202001": ["370202001"], "370202002": ["370202002"]}

@@ -266,6 +266,8 @@ def test_wall009_wall_page_config_is_scoped_and_localised(city):
     district = build_config(svc, "", "zh", {})
     assert district["parts"] == ["370202001", "370202002", "370202003"]
     assert district["offsets"] == {"370202001": 0, "370202002": 8, "370202003": 16}
+    assert district["groups"] == {"370202001": ["370202001", "370202002", "370202003"]}  # one clustered layer
+    assert cfg["groups"] == {STREET: [STREET]}
     assert all(code.startswith(STREET) or STREET.startswith(code) for code in cfg["names"])
     assert all(e["g"].startswith(STREET) for e in cfg["ticker"])
     assert cfg["labels"]["cat"]["safety"] == "Safety"
