@@ -38,7 +38,9 @@ GROUP_GRIDS = 1500
 def event_groups(parts: list[str], grids: list[str]) -> dict[str, list[str]]:
     """Consecutive parts (streets) grouped to about GROUP_GRIDS grids each: {first part: parts}.
     ``grids``: every grid code of the scope, sorted."""
-    counts = {p: bisect_left(grids, p[:-1] + chr(ord(p[-1]) + 1)) - bisect_left(grids, p) for p in parts}
+    def count(p: str) -> int:  # grids under prefix p ("" is the whole jurisdiction: one part)
+        return len(grids) if not p else bisect_left(grids, p[:-1] + chr(ord(p[-1]) + 1)) - bisect_left(grids, p)
+    counts = {p: count(p) for p in parts}
     out: dict[str, list[str]] = {}
     current: list[str] = []
     size = 0

@@ -230,5 +230,20 @@ def test_wall041_clustered_layers_hold_groups_of_streets():
     small = [g for g in grids if g[:9] in district][::5]                # 60 grids a street
     assert event_groups(district, small) == {"370202001": district}
     assert event_groups(["370202001"], []) == {"370202001": ["370202001"]}
+    assert event_groups([""], grids) == {"": [""]}        # the whole jurisdiction as one part
     big = [f"370202001{c:06d}" for c in range(2000)]                    # a street over the size alone
     assert event_groups(["370202001", "370202002"], big) == {"370202001": ["370202001"], "370202002": ["370202002"]}
+
+
+def test_wall042_a_jurisdiction_loaded_as_one_part_gets_one_group(make_services, embedded_redis, tmp_path):
+    # no streets (an empty store), or more than MAX_PARTS: the wall is one part, scope ""
+    from callbacks.wall import build_config
+    from dashboard import ids
+
+    services = make_services(f"sqlite:///{tmp_path / 'p.db'}", embedded_redis.url)
+    cfg = build_config(services, "", "zh", {})
+    assert cfg["parts"] == [""] and cfg["groups"] == {"": [""]}
+    from dashboard.app import create_app
+
+    layout = _layout(create_app(services.settings, services).server.test_client(), "http://localhost/wall")
+    assert _find(layout, f"{ids.MAP_EVENTS}-") is not None
