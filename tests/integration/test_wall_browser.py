@@ -112,6 +112,8 @@ def test_wall011_renders_every_panel_and_layer_without_scrollbars(city, server, 
         "return Array.from(document.querySelectorAll('.evc span')).reduce((a, s) => a + Number(s.textContent), 0)"
         " + document.querySelectorAll('.ev').length")
     assert shown_events == sum(e["state"] != "closed" for e in city.events)
+    # the test city's three streets are one clustered layer (callbacks/wall.py event_groups)
+    assert d.execute_script("return wallLive.groups()") == [["370202001", ["370202001", "370202002", "370202003"]]]
     assert len(d.find_elements(By.CSS_SELECTOR, "#wall-ticker li")) == 20
     assert "在办事件" in d.find_element(By.ID, "map-legend").text
     # panels (from layouts.panels) are filled by their callback

@@ -120,7 +120,8 @@ def browser_idle(driver, quiet_s: float = 0.2, busy_share: float = 0.1, timeout:
     while time.time() - t0 < timeout and quiet < quiet_s:
         time.sleep(step)
         now = _cpu_ticks(root)
-        quiet = quiet + step if (now - last) / hz <= busy_share * step * 2 else 0.0
+        # at most busy_share of a core over the step, or one clock tick (the counters' resolution)
+        quiet = quiet + step if (now - last) / hz <= max(busy_share * step, 1.0 / hz) else 0.0
         last = now
     return time.time() - t0
 
