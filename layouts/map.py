@@ -84,7 +84,7 @@ def wall_map(cfg: dict, lang: str, shown: tuple[str, ...] = ()) -> html.Div:
             *(dl.GeoJSON(id=f"{ids.MAP_EVENTS}-{part}", cluster=True, pointToLayer=fn("eventPoint"),
                          clusterToLayer=fn("eventCluster"), filter=fn("eventFilter"), zoomToBoundsOnClick=True,
                          superClusterOptions=CLUSTER, hideout={"gone": {}, "st": {}})
-              for part in cfg.get("groups") or cfg["parts"]),
+              for part in cfg["groups"]),
             dl.GeoJSON(id=ids.MAP_EVENTS_LIVE, pointToLayer=fn("eventPoint"), filter=fn("eventFilter"),
                        hideout={"gone": {}, "st": {}}),
         ])),

@@ -360,18 +360,6 @@
     loadEvents(function () {});
   }
 
-  // One part per animation frame: a part's parse, cluster index and canvas draw fit in a frame
-  // or two, where a whole city at once would freeze the page for a second.
-  function perFrame(parts, fn, done) {
-    let i = 0;
-    const next = function () {
-      if (i >= parts.length) { if (done) done(); return; }
-      fn(parts[i++]);
-      requestAnimationFrame(next);
-    };
-    next();
-  }
-
   // The grid geometry, one layer per part: dash-leaflet fetches each URL (already in the HTTP cache
   // from the page's prefetch) once its url prop is set.
   function loadGrids() {
@@ -425,8 +413,7 @@
   // Dash component, a store update, a cluster index and its own cluster markers.
   function groups() {
     const g = S.cfg.groups;
-    if (g && Object.keys(g).length) return Object.keys(g).map(function (k) { return [k, g[k]]; });
-    return (S.cfg.parts || [S.cfg.scope]).map(function (p) { return [p, [p]]; });
+    return Object.keys(g).map(function (k) { return [k, g[k]]; });
   }
   S.groups = groups;
   // One group's columnar bodies, one per street; a street that failed is warned of and left out.
