@@ -44,7 +44,7 @@ def post_request(base, fmt="json", **form):
     return requests.post(f"{base}/requests.{fmt}", data=form, timeout=10)
 
 
-def test_api010_georeport_client_round_trip(server):
+def test_api016_georeport_client_round_trip(server):
     services, base = server
     client = GeoReport(base, api_key=KEY)
     listed = client.get_service_list()

@@ -373,7 +373,7 @@ def test_kpi026_figures_follow_the_store_and_a_tick_catches_what_the_fingerprint
     assert again["today"]["open"] == second["today"]["open"] + 1
 
 
-def test_kpi027_the_map_measures_answer_a_tick_with_what_it_announced(engine, make_services, frozen_minute):
+def test_kpi033_the_map_measures_answer_a_tick_with_what_it_announced(engine, make_services, frozen_minute):
     import time as _time
     from datetime import datetime, timezone
 

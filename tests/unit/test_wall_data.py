@@ -204,7 +204,7 @@ def test_wall008_events_body_follows_the_store(city):
     assert "late-arrival" in after["c"]["id"]
 
 
-def test_wall011_events_body_does_not_change_with_the_clock(city, monkeypatch):
+def test_wall043_events_body_does_not_change_with_the_clock(city, monkeypatch):
     """The time base comes from the data: the same rows give the same body (and cache entry, and
     ETag) a minute later; it used to be the current minute, so every cache entry expired each minute."""
     svc, _rows, events, _, _client = city
@@ -229,7 +229,7 @@ def test_wall011_events_body_does_not_change_with_the_clock(city, monkeypatch):
 
 
 @pytest.mark.parametrize("scope", ["", STREET])
-def test_wall012_keyed_aggregates_equal_the_grouped_rows(city, scope):
+def test_wall044_keyed_aggregates_equal_the_grouped_rows(city, scope):
     """store.aggregate reads a grouped query as one JSON row, on SQLite and PostgreSQL alike."""
     from sqlalchemy import func
 
@@ -290,7 +290,7 @@ def test_wall010_hazards_layer_lists_only_open_hazards(city):
     assert closed not in ids_ and len(ids_) == len(hazards) - 1
 
 
-def test_wall019_polling_fallback_returns_changes_since_in_scope(city):
+def test_wall046_polling_fallback_returns_changes_since_in_scope(city):
     svc, rows, events, _, client = city
     since = datetime.now(timezone.utc)
     inside = next(r for r in rows if r.level == "grid" and r.code.startswith(STREET))
@@ -312,7 +312,7 @@ def test_wall019_polling_fallback_returns_changes_since_in_scope(city):
     assert client.get("/api/v1/wall/recent?since=2026-01-01T00:00:00").status_code == 400
 
 
-def test_wall013_event_popup_details_are_scoped_and_never_name_the_reporter(city):
+def test_wall045_event_popup_details_are_scoped_and_never_name_the_reporter(city):
     svc, rows, events, _, client = city
     inside = next(e for e in events if e["grid_code"].startswith(STREET))
     outside = next(e for e in events if not e["grid_code"].startswith(STREET))
