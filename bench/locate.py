@@ -1,16 +1,30 @@
 """Jurisdiction benchmarks: prints one `name = value` line per figure.
 
-    python bench/locate.py [--points N] [--seed S]
+    python bench/locate.py [--points N] [--repeat 3] [--batch 500] [--seed S] [--skip-store]
 
-Figures (issue 2, Speed):
-  locate_points_per_s        bulk lookups per second, district scale (573 grids, ~7,000 micro-grids),
-                             points uniform over the grids (target >= 500,000)
-  locate_single_us           one `Locator.locate` call (grid, micro-grid and the parent chain), mean µs
-                             (target < 50)
-  locate_ratio_vs_bruteforce bulk rate / the rate of a brute-force scan in the same run (for each grid,
-                             shapely.contains_xy over all points, assign)
-plus supporting figures (build time, micro-grid rate, brute-force rate, disagreements with brute force).
-
+Figures (issue 2, Speed; floors made fair in issue 14):
+  locate_points_per_s        the call the consumer makes (dashboard/feed/resolve.py): `Locator.locate_many`
+                             (lon/lat arrays -> grid codes, '' outside), district scale (573 grids, ~7,000
+                             micro-grids), --points points uniform over the grids, best of --repeat runs
+                             (target >= 500,000)
+  locate_batch_points_per_s  the same call in the consumer's batch size (--batch, default 500 messages per
+                             XREADGROUP), over the same points: what one consumer batch pays per point
+  locate_indices_points_per_s  `locate_many_indices` (int32 indices, no code lookup): the index alone
+  locate_micro_points_per_s  `locate_many_indices(level="micro")`
+  locate_single_us           one `Locator.locate` call (grid, micro-grid and the parent chain), mean µs over
+                             20,000 points, best of --repeat runs                               (target < 50)
+  locate_strtree_points_per_s  the floor: shapely's own index, `shapely.STRtree(grid polygons)` built before
+                             the clock like the locator, timed over the same points and best of the same
+                             --repeat runs: `shapely.points(x, y)` (it needs geometries, the locator takes
+                             arrays), `tree.query(points, predicate="intersects")` (boundaries inside, the
+                             locator's rule), and one code per point (the lowest, the locator's tie rule)
+  locate_strtree_query_points_per_s  the query call alone (points made before the clock), same predicate
+  locate_strtree_within_points_per_s  the query alone with predicate="within" (boundaries outside)
+  locate_ratio_vs_strtree    locate_points_per_s / locate_strtree_points_per_s (like with like: points in,
+                             codes out, same runs)
+  locate_mismatch_vs_strtree points where the two answers differ (interior points: 0 expected)
+  locate_build_s, locate_strtree_build_s  building each index once
+Then seed_s and import_6000_s (and their _postgres twins), see bench_seed and bench_import.
 Each figure comes from a small function returning a dict, so more can be added to BENCHES.
 """
 from __future__ import annotations
@@ -61,16 +75,16 @@ def _best_of(fn, repeat: int) -> float:
     return best
 
 
-def bruteforce(grid_geoms, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """For each grid, contains_xy over all points, assign (prepared geometries: a fair scan)."""
-    out = np.full(len(x), -1, dtype=np.int32)
-    for i, g in enumerate(grid_geoms):
-        out[shapely.contains_xy(g, x, y)] = i
-    return out
+def strtree_codes(tree, codes: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The floor: shapely's STRtree answers the same question (points in, one code out per point)."""
+    hit = tree.query(shapely.points(x, y), predicate="intersects")
+    first = np.full(len(x), len(codes), dtype=np.int64)  # len(codes) reads the trailing '' below
+    np.minimum.at(first, hit[0], hit[1])  # a point on a shared edge: the lowest code, as the locator
+    return np.append(codes, "")[first]
 
 
 def bench_locate(rows: list[dict] | None = None, *, n_points: int = 1_000_000, n_single: int = 20_000,
-                 n_brute: int = 100_000, repeat: int = 3, seed: int = 1) -> dict:
+                 repeat: int = 3, batch: int = 500, seed: int = 1) -> dict:
     rows = rows if rows is not None else demo_region_rows()
     t = time.perf_counter()
     locator = Locator.from_regions(rows)
@@ -78,11 +92,19 @@ def bench_locate(rows: list[dict] | None = None, *, n_points: int = 1_000_000, n
 
     rng = np.random.default_rng(seed)
     grid_geoms = list(locator.grid_index.geoms)
+    codes = locator.codes("grid")
     x, y = points_inside(grid_geoms, n_points, rng)
 
-    bulk_s = _best_of(lambda: locator.locate_many_indices(x, y), repeat)
+    many = locator.locate_many
+    codes_s = _best_of(lambda: many(x, y), repeat)
+    batches = [(x[i:i + batch], y[i:i + batch]) for i in range(0, n_points, batch)]
+
+    def in_batches():
+        for bx, by in batches:
+            many(bx, by)
+    batch_s = _best_of(in_batches, repeat)
+    index_s = _best_of(lambda: locator.locate_many_indices(x, y), repeat)
     micro_s = _best_of(lambda: locator.locate_many_indices(x, y, level="micro"), repeat)
-    codes_s = _best_of(lambda: locator.locate_many(x, y), repeat)
 
     xs, ys = x[:n_single].tolist(), y[:n_single].tolist()
     locate = locator.locate
@@ -92,27 +114,35 @@ def bench_locate(rows: list[dict] | None = None, *, n_points: int = 1_000_000, n
             locate(lon, lat)
     single_s = _best_of(singles, repeat)
 
-    bx, by = x[:n_brute], y[:n_brute]
-    shapely.prepare(np.array(grid_geoms, dtype=object))
     t = time.perf_counter()
-    brute = bruteforce(grid_geoms, bx, by)
-    brute_s = time.perf_counter() - t
+    tree = shapely.STRtree(grid_geoms)
+    tree_build_s = time.perf_counter() - t
+    floor_s = _best_of(lambda: strtree_codes(tree, codes, x, y), repeat)
+    pts = shapely.points(x, y)
+    query_s = _best_of(lambda: tree.query(pts, predicate="intersects"), repeat)
+    within_s = _best_of(lambda: tree.query(pts, predicate="within"), repeat)
     # Interior points have one answer; a disagreement would be a bug in the index.
-    mismatch = int((locator.locate_many_indices(bx, by) != brute).sum())
+    mismatch = int((many(x, y) != strtree_codes(tree, codes, x, y)).sum())
 
-    rate = n_points / bulk_s
-    brute_rate = n_brute / brute_s
+    rate = n_points / codes_s
+    floor = n_points / floor_s
     return {
         "locate_grids": len(locator),
         "locate_micro_grids": len(locator.micro_codes),
+        "locate_points": n_points,
+        "locate_repeat": repeat,
         "locate_build_s": round(build_s, 3),
         "locate_points_per_s": int(rate),
-        "locate_codes_points_per_s": int(n_points / codes_s),
+        "locate_batch_points_per_s": int(n_points / batch_s),
+        "locate_indices_points_per_s": int(n_points / index_s),
         "locate_micro_points_per_s": int(n_points / micro_s),
         "locate_single_us": round(single_s / n_single * 1e6, 2),
-        "locate_bruteforce_points_per_s": int(brute_rate),
-        "locate_ratio_vs_bruteforce": round(rate / brute_rate, 1),
-        "locate_mismatch_vs_bruteforce": mismatch,
+        "locate_strtree_build_s": round(tree_build_s, 3),
+        "locate_strtree_points_per_s": int(floor),
+        "locate_strtree_query_points_per_s": int(n_points / query_s),
+        "locate_strtree_within_points_per_s": int(n_points / within_s),
+        "locate_ratio_vs_strtree": round(rate / floor, 1),
+        "locate_mismatch_vs_strtree": mismatch,
     }
 
 
@@ -211,9 +241,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=1_000_000, help="points for the bulk figures")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3, help="best of this many runs, for every timed call")
+    ap.add_argument("--batch", type=int, default=500, help="the consumer's batch size")
+    ap.add_argument("--skip-store", action="store_true", help="only the locator figures (no seed/import)")
     args = ap.parse_args(argv)
-    for bench in BENCHES:
-        figures = bench_locate(n_points=args.points, seed=args.seed) if bench is bench_locate else bench()
+    for bench in BENCHES[:1] if args.skip_store else BENCHES:
+        figures = (bench_locate(n_points=args.points, seed=args.seed, repeat=args.repeat, batch=args.batch)
+                   if bench is bench_locate else bench())
         for name, value in figures.items():
             print(f"{name} = {value}", flush=True)
     return 0
