@@ -194,21 +194,32 @@ def rates(bind, scope: str | None, start: datetime, end: datetime) -> dict:
                     over those closed in the period and evaluated
     """
     scoped = in_scope(event.c.grid_code, scope)
-    by_report = select(
-        func.count(),
-        _count_if(and_(event.c.responded_at.is_not(None), event.c.responded_at < end)),
-        _count_if(and_(event.c.closed_at.is_not(None), event.c.closed_at < end)),
-    ).where(scoped, _in_period(event.c.reported_at, start, end))
-    by_close = select(
-        func.count(),
-        _count_if(or_(event.c.deadline_at.is_(None), event.c.closed_at <= event.c.deadline_at)),
-        _count_if(event.c.reopened > 0),
-        _count_if(event.c.satisfaction.is_not(None)),
-        _count_if(event.c.satisfaction >= SATISFIED_MIN),
-    ).where(scoped, _in_period(event.c.closed_at, start, end))
+    by_report = select(*_by_report_counts(end)).where(scoped, _in_period(event.c.reported_at, start, end))
+    by_close = select(*_by_close_counts()).where(scoped, _in_period(event.c.closed_at, start, end))
     with _Bind(bind) as conn:
-        reported, responded, closed_of_reported = conn.execute(by_report).one()
-        closed, on_time, reworked, evaluated, satisfied = conn.execute(by_close).one()
+        return _rates_of(conn.execute(by_report).one(), conn.execute(by_close).one())
+
+
+# The five rates' counts, written once for ``rates`` and ``rates_by_unit`` (same definitions).
+def _by_report_counts(end: datetime) -> tuple:
+    """Of the events reported in a period: reported, responded and closed before its end."""
+    return (func.count(),
+            _count_if(and_(event.c.responded_at.is_not(None), event.c.responded_at < end)),
+            _count_if(and_(event.c.closed_at.is_not(None), event.c.closed_at < end)))
+
+
+def _by_close_counts() -> tuple:
+    """Of the events closed in a period: closed, on time, reworked, evaluated, satisfied."""
+    return (func.count(),
+            _count_if(or_(event.c.deadline_at.is_(None), event.c.closed_at <= event.c.deadline_at)),
+            _count_if(event.c.reopened > 0),
+            _count_if(event.c.satisfaction.is_not(None)),
+            _count_if(event.c.satisfaction >= SATISFIED_MIN))
+
+
+def _rates_of(by_report, by_close) -> dict:
+    reported, responded, closed_of_reported = by_report
+    closed, on_time, reworked, evaluated, satisfied = by_close
     return {
         "response_rate": _rate(responded, reported),
         "closure_rate": _rate(closed_of_reported, reported),
@@ -453,6 +464,113 @@ def houses(bind, scope: str | None) -> dict:
         by_use = {u: int(n) for u, n in conn.execute(stmt).all()}
     return {"total": sum(by_use.values()), "rental": by_use.get("rental", 0),
             "vacant": by_use.get("vacant", 0), "by_use": by_use}
+
+
+# --- the weekly briefing's cuts (docs/kpi.md, "The weekly briefing") ----------------
+
+def iso_week_bounds(year: int, week: int, tz) -> tuple[datetime, datetime]:
+    """[start, end) in UTC of ISO week ``week`` of ``year``: local Monday 00:00 to the next Monday."""
+    monday = date.fromisocalendar(year, week, 1)
+    return day_start(monday, tz), day_start(monday + timedelta(days=7), tz)
+
+
+def first_report(bind, scope: str | None) -> datetime | None:
+    """When the store's record of events in scope begins (earliest ``reported_at``; None: no
+    events). A comparison period before it has no data, which is not the same as zero events."""
+    with _Bind(bind) as conn:
+        return conn.execute(select(func.min(event.c.reported_at))
+                            .where(in_scope(event.c.grid_code, scope))).scalar_one()
+
+
+def top_subcategories(bind, scope: str | None, start: datetime, end: datetime,
+                      limit: int | None = 10) -> list[dict]:
+    """Events reported in [start, end) per 小类, largest first (ties: category, subcategory):
+    [{"category", "subcategory", "count"}]; an event without a 小类 counts under its category
+    with subcategory None."""
+    stmt = (select(event.c.category, event.c.subcategory, func.count())
+            .where(in_scope(event.c.grid_code, scope), _in_period(event.c.reported_at, start, end))
+            .group_by(event.c.category, event.c.subcategory))
+    with _Bind(bind) as conn:
+        rows = [{"category": str(c), "subcategory": s, "count": int(n)} for c, s, n in conn.execute(stmt).all()]
+    rows.sort(key=lambda r: (-r["count"], r["category"], r["subcategory"] or ""))
+    return rows if limit is None else rows[:limit]
+
+
+def rates_by_unit(bind, scope: str | None, start: datetime, end: datetime) -> list[dict]:
+    """The five rates of ``rates`` over [start, end) for each unit one level below the scope, in
+    code order (units with no events listed, their rates None): [{"code", "name", "response_rate",
+    ...}]. Numerators and denominators add up to the scope's ``rates``."""
+    width = child_width(scope)
+    scoped = in_scope(event.c.grid_code, scope)
+    unit = _prefix(event.c.grid_code, width).label("u")
+    by_report = (select(unit, *_by_report_counts(end)).where(scoped, _in_period(event.c.reported_at, start, end))
+                 .group_by(unit))
+    by_close = (select(unit, *_by_close_counts()).where(scoped, _in_period(event.c.closed_at, start, end))
+                .group_by(unit))
+    with _Bind(bind) as conn:
+        units = _units(conn, scope, width)
+        reported = {r[0]: r[1:] for r in conn.execute(by_report).all()}
+        closed = {r[0]: r[1:] for r in conn.execute(by_close).all()}
+    return [{"code": u["code"], "name": u["name"],
+             **_rates_of(reported.get(u["code"], (0, 0, 0)), closed.get(u["code"], (0, 0, 0, 0, 0)))}
+            for u in units]
+
+
+def overdue_events(bind, scope: str | None, now: datetime, limit: int | None = None) -> dict:
+    """Open events past their deadline now, most overdue first, with the fields a case list
+    needs and no personal ones (no reporter, description or address): {"total", "rows"}; each row
+    has its grid's name, ``overdue_hours`` and ``overtime`` (hours past the deadline over the hours
+    allowed, the 超时倍数; None when the deadline was not after the report)."""
+    now = _aware(now)
+    cond = and_(_OPEN, in_scope(event.c.grid_code, scope), event.c.deadline_at < now)
+    stmt = (select(event.c.id, event.c.grid_code, region.c.name.label("grid_name"), event.c.category,
+                   event.c.subcategory, event.c.level, event.c.urgent, event.c.state, event.c.source,
+                   event.c.reported_at, event.c.deadline_at, event.c.escalations)
+            .select_from(event.outerjoin(region, region.c.code == event.c.grid_code))
+            .where(cond).order_by(event.c.deadline_at, event.c.id))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    with _Bind(bind) as conn:
+        total = conn.execute(select(func.count()).select_from(event).where(cond)).scalar_one()
+        rows = [dict(r) for r in conn.execute(stmt).mappings().all()]
+    for r in rows:
+        over = (now - r["deadline_at"]).total_seconds() / 3600.0
+        allowed = (r["deadline_at"] - r["reported_at"]).total_seconds() / 3600.0
+        r.update(level=int(r["level"]), urgent=bool(r["urgent"]), escalations=int(r["escalations"] or 0),
+                 overdue_hours=round(over, 1), overtime=round(over / allowed, 2) if allowed > 0 else None)
+    return {"total": int(total), "rows": rows}
+
+
+def hazard_deadlines(bind, scope: str | None, start: datetime, end: datetime, now: datetime) -> dict:
+    """Hazards whose rectification deadline fell in [start, end) and has passed by ``now``:
+    due, met (rectified by the deadline) and missed (rectified after it, or still not)."""
+    now = _aware(now)
+    stop = min(end, now)
+    met = and_(hazard.c.rectified_at.is_not(None), hazard.c.rectified_at <= hazard.c.deadline_at)
+    stmt = select(func.count(), _count_if(met)).where(
+        in_scope(hazard.c.grid_code, scope), hazard.c.deadline_at >= start, hazard.c.deadline_at < stop)
+    with _Bind(bind) as conn:
+        due, n_met = conn.execute(stmt).one() if stop > start else (0, 0)
+    return {"due": int(due), "met": int(n_met), "missed": int(due) - int(n_met)}
+
+
+def grid_per_1000(bind, scope: str | None, start: datetime, end: datetime) -> dict[str, dict]:
+    """Per grid in scope: events reported in [start, end), residents on record
+    (``region.population``) and events per 1,000 residents, None when the grid has no residents
+    (no rate, never 0): {grid_code: {"events", "population", "per_1000"}}."""
+    width = CODE_WIDTH["grid"]
+    unit = _prefix(event.c.grid_code, width).label("u")
+    with _Bind(bind) as conn:
+        grids = conn.execute(select(region.c.code, region.c.population).where(
+            in_scope(region.c.code, scope), region.c.level == "grid")).all()
+        counts = dict(conn.execute(select(unit, func.count()).where(
+            in_scope(event.c.grid_code, scope), _in_period(event.c.reported_at, start, end)).group_by(unit)).all())
+    out = {}
+    for code, pop in grids:
+        n = int(counts.get(code, 0))
+        out[code] = {"events": n, "population": int(pop or 0),
+                     "per_1000": round(n * 1000.0 / pop, 2) if pop else None}
+    return out
 
 
 # --- bundles --------------------------------------------------------------------
