@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from ..cli import CliError
+from ..errors import CliError
 from ..settings import Settings
 
 
@@ -85,14 +85,23 @@ def _write_json(path, data) -> None:
 
 
 def cli_export(settings: Settings, args) -> int:
-    from .export import ExportError, export_regions
+    """``-o FILE`` writes a file; no ``-o`` or ``-o -`` writes to standard output (so it pipes),
+    and the summary line then goes to stderr, leaving stdout to the data."""
+    from .export import STREAMABLE, ExportError, export_regions
 
+    to_stdout = args.output in (None, "", "-")
+    if to_stdout and args.format not in STREAMABLE:  # before opening the store: nothing to wait for
+        raise CliError(f"--format {args.format} cannot be written to standard output "
+                       f"(only {', '.join(STREAMABLE)}): give a file with -o FILE")
     engine = _engine(settings)
     try:
-        n = export_regions(engine, args.level, args.output, fmt=args.format, crs=args.crs, scope=args.scope)
+        n = export_regions(engine, args.level, sys.stdout.buffer if to_stdout else args.output,
+                           fmt=args.format, crs=args.crs, scope=args.scope)
     except ExportError as exc:
         raise CliError(str(exc)) from None
     finally:
         engine.dispose()
-    print(f"exported {n} {args.level} regions to {args.output} ({args.format}, {args.crs})")
+    where = "standard output" if to_stdout else args.output
+    print(f"exported {n} {args.level} regions to {where} ({args.format}, {args.crs})",
+          file=sys.stderr if to_stdout else sys.stdout)
     return 0

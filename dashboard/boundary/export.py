@@ -8,6 +8,9 @@ import numpy as np
 PROPERTIES = ("code", "name", "level", "kind", "parent_code", "households", "population")
 SHP_NAMES = {"parent_code": "parent_cod"}
 FORMATS = {"geojson": "GeoJSON", "gpkg": "GPKG", "shp": "ESRI Shapefile"}
+# Formats written front to back, so they can go down a pipe. A GeoPackage is an SQLite database
+# (written by seeking) and a Shapefile is several files.
+STREAMABLE = ("geojson",)
 
 
 class ExportError(ValueError):
@@ -49,13 +52,26 @@ def regions_frame(engine, level: str, *, scope: str | None = None, crs: str = "E
 
 def export_regions(engine, level: str, output, *, fmt: str = "geojson", crs: str = "EPSG:4326",
                    scope: str | None = None) -> int:
-    """Write the regions of ``level`` (within ``scope``) to ``output``; returns the count written."""
+    """Write the regions of ``level`` (within ``scope``) to ``output`` (a path, or a binary stream
+    such as ``sys.stdout.buffer`` for the formats in STREAMABLE); returns the count written."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format '{fmt}' (geojson, gpkg, shp)")
+    stream = hasattr(output, "write")
+    if stream and fmt not in STREAMABLE:
+        raise ExportError(f"{fmt} cannot be written to standard output (only {', '.join(STREAMABLE)}); "
+                          f"give a file with -o FILE")
     gdf = regions_frame(engine, level, scope=scope, crs=crs)
     if len(gdf) == 0:
         where = f" in scope {scope}" if scope else ""
         raise ExportError(f"no {level} regions{where} to export")
+    if stream:
+        import io
+
+        buffer = io.BytesIO()  # GDAL writes the whole collection, then it goes out in one piece
+        gdf.to_file(buffer, driver=FORMATS[fmt], engine="pyogrio", layer=level)
+        output.write(buffer.getvalue())
+        output.flush()
+        return len(gdf)
     output = Path(output)
     if output.parent and not output.parent.exists():
         raise ExportError(f"{output.parent}: no such folder")

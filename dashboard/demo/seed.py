@@ -424,7 +424,7 @@ def _history(services, days: int, **kw) -> dict:
 
 
 def cli_seed(settings, seed: int | None = None, force: bool = False, history_days: int | None = None) -> int:
-    from ..cli import CliError
+    from ..errors import CliError
     from ..services import Services
 
     if seed is not None:

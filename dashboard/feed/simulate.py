@@ -788,7 +788,7 @@ def start_in_thread(services, stop_event: threading.Event) -> threading.Thread:
 
 def cli_simulate(settings, rate: float | None = None, speed: float | None = None, seed: int | None = None,
                  duration: float | None = None) -> int:
-    from ..cli import CliError
+    from ..errors import CliError
     from ..services import Services
 
     if rate is not None and rate <= 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from dashboard.settings import SETTINGS, Settings, settings_table_markdown
@@ -63,3 +64,118 @@ def test_cli006_a_bad_setting_is_one_line_exit_2(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert out.stderr.strip() == "error: setting UI_LANG='fr' is not valid: UI_LANG must be zh or en, not 'fr'"
+
+
+def test_cli007_options_of_the_default_command_work_without_naming_it():
+    from dashboard.cli import build_parser, with_default_command
+
+    # the README's form, python -m dashboard [serve] [--host H] [--port P] [--no-demo]
+    for argv in (["--port", "8052"], ["serve", "--port", "8052"]):
+        args = build_parser().parse_args(with_default_command(argv))
+        assert (args.command, args.port, args.no_demo) == ("serve", 8052, False)
+    args = build_parser().parse_args(with_default_command(["--host", "0.0.0.0", "--no-demo"]))
+    assert (args.command, args.host, args.port, args.no_demo) == ("serve", "0.0.0.0", None, True)
+    assert build_parser().parse_args(with_default_command([])).command == "serve"
+    assert build_parser().parse_args(with_default_command(["settings"])).command == "settings"
+    # -h alone is the overview of every command, not serve's help
+    assert with_default_command(["-h"]) == ["-h"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cli008_serve_options_without_the_command_name_start_the_server(tmp_path):
+    # a real process: `python -m dashboard --port P --no-demo` serves on P (it stopped with
+    # "argument command: invalid choice: 'P'" before)
+    import os
+    import urllib.request
+
+    port = _free_port()
+    env = {**os.environ, "VAR_DIR": str(tmp_path / "var"), "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+           "REDIS_URL": "", "HOME": str(tmp_path)}
+    err = tmp_path / "stderr.txt"
+    with open(err, "w") as err_file:
+        proc = subprocess.Popen([sys.executable, "-m", "dashboard", "--port", str(port), "--no-demo"], cwd=ROOT,
+                                env=env, stdout=subprocess.DEVNULL, stderr=err_file)
+    try:
+        # waits for the condition itself (/healthz answers on that port), or for the process to end
+        deadline, status = time.monotonic() + 120, None
+        while status is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                    status = r.status
+            except OSError:  # not listening yet
+                time.sleep(0.1)
+        assert status == 200, (proc.poll(), err.read_text()[-2000:])
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert "invalid choice" not in err.read_text()
+
+
+def test_cli009_an_unknown_command_is_still_refused_in_one_line(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "VAR_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-m", "dashboard", "bogus"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "invalid choice: 'bogus'" in out.stderr.strip().splitlines()[-1]
+    out = subprocess.run([sys.executable, "-m", "dashboard", "--help"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "export-regions" in out.stdout and "--port 8052" in out.stdout
+
+
+def _imports(path: Path, module: str, known: set[str]) -> set[str]:
+    """Project modules ``module`` imports anywhere in its file (top level or inside functions)."""
+    import ast
+
+    out = set()
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            names = [base] + [f"{base}.{a.name}" for a in node.names]
+        else:
+            continue
+        for name in names:
+            while name and name not in known:
+                name = name.rpartition(".")[0]
+            if name and name != module:
+                out.add(name)
+    return out
+
+
+def test_cli010_the_code_has_no_import_cycle():
+    # dashboard/cli.py defined CliError and imported boundary/cli, demo/seed and feed/simulate, which
+    # imported it back; the error lives in dashboard/errors.py, which imports none of them
+    files = {}
+    for pkg in ("dashboard", "callbacks", "layouts"):
+        for f in (ROOT / pkg).rglob("*.py"):
+            parts = f.relative_to(ROOT).with_suffix("").parts
+            files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
+    graph = {m: _imports(f, m, set(files)) for m, f in files.items()}
+    cycles = []
+    for start in graph:  # a module that reaches itself is on a cycle
+        seen, todo = set(), list(graph[start])
+        while todo:
+            m = todo.pop()
+            if m == start:
+                cycles.append(start)
+                break
+            if m not in seen:
+                seen.add(m)
+                todo.extend(graph[m])
+    assert cycles == []
+    assert _imports(files["dashboard.errors"], "dashboard.errors", set(files)) == set()

@@ -157,3 +157,49 @@ def test_imp034_cli_export(tmp_path):
     assert set(back["name"]) == {f"永嘉路社区{k:03d}网格" for k in range(1, 7)}
     r = run_cli(tmp_path, "export-regions", "--level", "micro", "-o", tmp_path / "m.geojson")
     assert r.returncode == 2 and "no micro regions" in r.stderr
+
+
+def test_imp035_cli_export_without_output_writes_standard_output_so_it_pipes(tmp_path):
+    src = two_communities(tmp_path)
+    assert run_cli(tmp_path, "import-grids", src).returncode == 0
+    # no -o, and -o -: the GeoJSON is the whole of stdout; the summary goes to stderr
+    for extra in ((), ("-o", "-")):
+        r = run_cli(tmp_path, "export-regions", "--level", "grid", "--format", "geojson", *extra)
+        assert r.returncode == 0, r.stderr
+        data = json.loads(r.stdout)
+        assert data["type"] == "FeatureCollection" and len(data["features"]) == 10
+        assert {f["properties"]["code"][:9] for f in data["features"]} == {"370202001", "370202002"}
+        assert "exported 10 grid regions to standard output" in r.stderr
+        assert not (ROOT / "-").exists()
+    # the same bytes as a file export, down a real pipe into another process
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}", "VAR_DIR": str(tmp_path / "var"),
+           "REDIS_URL": ""}
+    producer = subprocess.Popen([sys.executable, "-m", "dashboard", "export-regions", "--level", "grid",
+                                 "--scope", "370202002", "--crs", "EPSG:4490"], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    reader = subprocess.run([sys.executable, "-c", "import sys, geopandas as g; d = g.read_file(sys.stdin.buffer); "
+                             "print(len(d), d.crs.to_epsg(), sorted(d['code'])[0])"],
+                            stdin=producer.stdout, capture_output=True, text=True, timeout=120)
+    producer.stdout.close()
+    assert producer.wait(timeout=120) == 0
+    assert reader.stdout.split() == ["4", "4490", "370202002001001"], reader.stderr
+    # formats that cannot stream say so, write nothing to stdout, and do not leave a file named "-"
+    for fmt in ("gpkg", "shp"):
+        r = run_cli(tmp_path, "export-regions", "--level", "grid", "--format", fmt)
+        assert r.returncode == 2 and r.stdout == ""
+        assert r.stderr.strip() == (f"error: --format {fmt} cannot be written to standard output (only geojson): "
+                                    "give a file with -o FILE")
+    assert not (ROOT / "-").exists()
+
+
+def test_imp036_export_to_a_stream_refuses_formats_that_cannot_stream(engine, tmp_path):
+    import io
+
+    rows, geoms = lattice(2, 1)
+    import_file(engine, write_geojson(tmp_path / "g.geojson", rows, geoms))
+    out = io.BytesIO()
+    assert export_regions(engine, "grid", out, fmt="geojson") == 2
+    assert [f["properties"]["code"] for f in json.loads(out.getvalue())["features"]] == sorted(r["网格编码"] for r in rows)
+    for fmt in ("gpkg", "shp"):
+        with pytest.raises(ExportError, match="cannot be written to standard output"):
+            export_regions(engine, "grid", io.BytesIO(), fmt=fmt)
