@@ -5,6 +5,8 @@ labels are what people read. ``label(kind, code, lang)`` looks one up.
 """
 from __future__ import annotations
 
+from .cases.taxonomy import load as load_taxonomy
+
 LEVELS = ("district", "street", "community", "grid", "micro")
 LEVEL_LABELS = {
     "district": ("区", "District"), "street": ("街道", "Street"),
@@ -34,30 +36,10 @@ SOURCES = {
     "system": ("系统", "System"),
 }
 
-# category -> (zh, en, default level, working-hours deadline, subcategories)
-CATEGORIES = {
-    "safety": ("安全隐患", "Safety", 2, 24, {
-        "gas": ("燃气泄漏", "Gas left on / leak"), "ebike": ("电动车违规充电", "E-bike charging / fire"),
-        "fire_lane": ("消防通道堵塞", "Blocked fire lane"), "hydrant": ("消火栓损坏", "Broken hydrant"),
-        "wiring": ("线路私拉乱接", "Overloaded wiring"), "sandwich_panel": ("泡沫夹芯板", "Foam sandwich panels")}),
-    "facilities": ("市政设施", "Facilities", 2, 48, {
-        "drainage_pump": ("地下室排水泵", "Basement drainage pump"), "elevator": ("电梯故障", "Elevator"),
-        "street_light": ("路灯不亮", "Street light"), "manhole": ("井盖缺失", "Manhole / heating-well cover"),
-        "storm_grate": ("雨水篦子", "Storm grate"), "road": ("路面破损", "Road surface")}),
-    "environment": ("环境卫生", "Environment", 3, 24, {
-        "garbage": ("垃圾堆积", "Garbage pile"), "clutter": ("乱堆乱放", "Clutter"),
-        "river_waste": ("河道漂浮物", "River floating waste"), "sewage": ("排污口", "Sewage outfall")}),
-    "disputes": ("矛盾纠纷", "Disputes", 3, 72, {
-        "neighbours": ("邻里纠纷", "Neighbours"), "noise": ("噪音扰民", "Noise"),
-        "property": ("物业纠纷", "Property management")}),
-    "livelihood": ("民生服务", "Livelihood", 3, 48, {
-        "elderly": ("助老服务", "Elderly assistance"), "disabled": ("助残服务", "Disabled assistance"),
-        "hardship": ("困难家庭", "Household in need")}),
-    "order": ("秩序交通", "Order & traffic", 2, 24, {
-        "parking": ("乱停乱放", "Disorderly parking"), "security": ("治安隐患", "Public-security risk")}),
-    "petition": ("信访", "Petition", 1, 120, {
-        "petition": ("信访诉求", "Petition")}),
-}
+# category -> (zh, en, default level, deadline in plain hours, subcategories {code: (zh, en)}).
+# The table is data: data/taxonomy.yaml, checked at start (dashboard/cases/taxonomy.py), which
+# also holds what the case engine adds (per-subcategory tier, unit type, working-time deadline).
+CATEGORIES = load_taxonomy().legacy_categories()
 
 # Case cycle: the national digital urban management steps, in order.
 EVENT_STEPS = ("reported", "registered", "dispatched", "handling", "escalated",
