@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from ..domain import OPEN_STATES
 from ..feed.contract import InvalidMessage, parse
-from ..feed.publish import publish
+from ..feed.publish import publish_retrying
 from ..store.schema import event, event_step, region
 from ..store.scope import in_scope
 from . import auth
@@ -128,11 +128,21 @@ def validate_report(services, message: dict, rename: dict[str, str] | None = Non
     return model
 
 
+PUBLISH_DEADLINE_S = 3.0  # a request rides out a short outage or a fail-over, then answers 503
+RETRY_AFTER_S = 2         # what a 503 tells the client to wait
+
+
 def submit(services, model) -> str:
-    """XADD the validated report; remember it as pending. Returns the stream entry id."""
-    entry_id = publish(services.redis, model)
-    services.redis.set(PENDING_KEY + model.event_id, entry_id, ex=PENDING_TTL_S)
-    return entry_id
+    """XADD the validated report and remember it as pending, in one round trip, retried across a
+    short Redis outage or fail-over; with REDIS_WAIT_REPLICAS, accepted only once replicated.
+    Returns the stream entry id; raises a RedisError when the feed stays unavailable."""
+    settings = services.settings
+
+    def pending(pipe, m):
+        pipe.set(PENDING_KEY + m.event_id, m.id, ex=PENDING_TTL_S)
+
+    return publish_retrying(services.redis, model, deadline_s=PUBLISH_DEADLINE_S, also=pending,
+                            replicas=settings.redis_wait_replicas, timeout_ms=settings.redis_wait_timeout_ms)
 
 
 # --- request body ----------------------------------------------------------------
@@ -248,8 +258,10 @@ def register(server, services) -> None:
         except BadRequest as exc:
             return _json(exc.body, exc.status)
         except redis.RedisError as exc:
-            log.warning("report not queued", extra={"error": str(exc)})
-            return _json({"error": "unavailable", "message": "the feed is unavailable; retry later"}, 503)
+            log.warning("report not queued", extra={"error": f"{exc.__class__.__name__}: {exc}"})
+            resp = _json({"error": "unavailable", "message": "the feed is unavailable; retry later"}, 503)
+            resp.headers["Retry-After"] = str(RETRY_AFTER_S)
+            return resp
         log.info("report queued", extra={"event_id": model.event_id, "message_id": model.id,
                                          "stream_id": entry_id, "source": model.source})
         resp = _json({"id": model.event_id, "message_id": model.id, "stream_id": entry_id,
@@ -270,6 +282,6 @@ def register(server, services) -> None:
         except redis.RedisError:
             entry = None
         if entry:
-            return _json({"id": event_id, "status": "pending", "stream_id": entry,
+            return _json({"id": event_id, "status": "pending", "message_id": entry,
                           "message": "queued; not yet stored by the consumer"}, 404)
         return _json({"id": event_id, "error": "not_found", "message": "no such report"}, 404)
