@@ -14,6 +14,7 @@ import flask
 
 from .services import Services
 from .settings import Settings
+from .web.secret import secret_key
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     settings = settings or Settings.from_env()
     services = services or Services.open(settings)
     server = flask.Flask(__name__)
+    server.secret_key = secret_key(settings)  # the same in every web worker
     # Dash's own answers (the layout, callbacks) are made per request, so Flask-Compress encodes
     # them on the fly: brotli at level 5 packs the wall's layout ~13 % tighter than its default
     # (zstd 3) in ~2 ms. Static bundles and assets get quality 11 once (dashboard.api.bundles).

@@ -54,13 +54,15 @@ def _serve_args(p):
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument("--no-demo", action="store_true", help="no seeding, no simulator")
+    p.add_argument("--web-workers", type=int, metavar="N",
+                   help="web server processes behind the port (default WEB_WORKERS, 1)")
     p.add_argument("--debug", action="store_true")
 
 
 def _serve(args, settings):
     from .server import serve
 
-    over = {k: v for k, v in (("host", args.host), ("port", args.port)) if v}
+    over = {k: v for k, v in (("host", args.host), ("port", args.port), ("web_workers", args.web_workers)) if v}
     if args.no_demo:
         over["demo"] = False
     return serve(settings.replace(**over), debug=args.debug)

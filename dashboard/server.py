@@ -1,4 +1,4 @@
-"""``python -m dashboard serve``: the app, the consumer and (demo) the simulator in one process."""
+"""``python -m dashboard serve``: the web server (uvicorn, dashboard.web), the consumer and (demo) the simulator."""
 from __future__ import annotations
 
 import logging
@@ -12,9 +12,13 @@ log = logging.getLogger(__name__)
 
 
 def serve(settings: Settings, debug: bool = False) -> int:
+    """Serve through uvicorn (dashboard.web): in this process, or as WEB_WORKERS worker processes
+    behind the one port while this process keeps the embedded Redis, the consumer, the simulator
+    and the history backfill, which run exactly once whatever the number of workers."""
     services = Services.open(settings)
     stop = threading.Event()
     workers: list = []
+    web_workers = max(1, settings.web_workers)
     try:
         seeded = None
         if settings.demo:
@@ -22,13 +26,23 @@ def serve(settings: Settings, debug: bool = False) -> int:
 
             seeded = seed_if_empty(services)
         workers = start_background(services, stop, history_days=settings.demo_history_days if seeded else 0)
-        from .app import create_app
+        from .web import run
+        from .web.secret import secret_key
 
-        app = create_app(settings, services)
-        log.info("serving", extra={"url": f"http://{settings.host}:{settings.port}/"})
+        secret_key(settings)  # created once here, before the workers race for it
+        log.info("serving", extra={"url": f"http://{settings.host}:{settings.port}/", "web_workers": web_workers})
         print(f"网格化治理指挥中心 · http://{settings.host}:{settings.port}/", flush=True)
         signal.signal(signal.SIGTERM, _interrupt)
-        app.run(host=settings.host, port=settings.port, debug=debug, use_reloader=False, threaded=True)
+        if web_workers == 1:
+            from .app import create_app
+            from .web.asgi import make_asgi
+
+            app = create_app(settings, services)
+            if debug:
+                app.enable_dev_tools(debug=True)
+            run.run_here(make_asgi(app, services), settings)
+        else:
+            run.run_workers(settings, services.redis_url, web_workers)
     except KeyboardInterrupt:
         pass
     finally:

@@ -23,6 +23,20 @@ def _ui_lang(text: str) -> str:
     return lang
 
 
+def _work_hours(text: str) -> str:
+    from .cases.workcalendar import parse_work_hours
+
+    parse_work_hours(text)
+    return text.strip()
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise ValueError("must be between 0 and 1, e.g. 0.2")
+    return value
+
+
 def _sentinels(text: str) -> str:
     for part in filter(None, (p.strip() for p in text.split(","))):
         host, sep, port = part.rpartition(":")
@@ -64,6 +78,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VAR_DIR", "var", "Folder for the SQLite file, the embedded Redis data and logs"),
     Setting("HOST", "127.0.0.1", "Address the web server binds"),
     Setting("PORT", 8050, "Port the web server binds", int),
+    Setting("WEB_WORKERS", 1, "Web server processes behind the one port (uvicorn workers); each holds its "
+            "pages' live push with one Redis connection", int),
+    Setting("WEB_THREADS", 16, "Threads per web process serving the Flask/Dash requests (the live push "
+            "needs none: it runs on the process's event loop)", int),
+    Setting("PUSH_BUFFER_KB", 512, "Live push: a page's unsent data beyond this (it stopped reading) drops "
+            "the page; its browser reconnects and resumes from its last id", int),
+    Setting("PUSH_STALL_S", 20.0, "Live push: a page that has not taken its data for this long is dropped "
+            "the same way", float),
+    Setting("SECRET_KEY", "", "Key signing the web sessions; empty means one generated once into "
+            "VAR_DIR/secret_key, shared by every web worker"),
     Setting("DEMO", True, "Seed the demo district when the store is empty and run the simulator", _bool),
     Setting("DEMO_SEED", 370202, "Random seed of the demo district and the simulator", int),
     Setting("DEMO_HISTORY_DAYS", 30, "Days of past reports and cases the demo seed feeds through the stream, "
@@ -71,6 +95,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SIM_RATE", 0.05, "Simulator: mean new reports per second at the day's peak (0.05: about 1,800 a day, 3 per grid)", float),
     Setting("SIM_SPEED", 1.0, "Simulator: time compression (60 = one simulated minute per second)", float),
     Setting("TIMEZONE", "Asia/Shanghai", "Time zone of the jurisdiction: days, dates and clocks"),
+    Setting("WORK_HOURS", "08:30-12:00,13:30-17:30", "Working hours of a working day (periods, comma-separated): "
+            "the clock of deadlines set in working hours or days", _work_hours),
+    Setting("HOLIDAYS_FILE", "", "Holiday schedule for years the chinesecalendar package does not know yet "
+            "(YAML, filled in by the operators); empty means data/holidays.yaml"),
+    Setting("DUE_SOON_SHARE", 0.2, "A case is 即将到期 (due soon) in this last share of its allowance", _share),
     Setting("UI_LANG", "zh", "Default UI language: zh or en (a page may switch with ?lang=). Not LANG: "
             "that is the system locale (C.UTF-8, en_US.UTF-8 ...)", _ui_lang),
     Setting("TILE_URL", "", "Optional XYZ tile URL for the basemap; empty draws outlines on a dark ground"),
@@ -98,12 +127,20 @@ class Settings:
     var_dir: str = "var"
     host: str = "127.0.0.1"
     port: int = 8050
+    web_workers: int = 1
+    web_threads: int = 16
+    push_buffer_kb: int = 512
+    push_stall_s: float = 20.0
+    secret_key: str = ""
     demo: bool = True
     demo_seed: int = 370202
     demo_history_days: int = 30
     sim_rate: float = 0.05
     sim_speed: float = 1.0
     timezone: str = "Asia/Shanghai"
+    work_hours: str = "08:30-12:00,13:30-17:30"
+    holidays_file: str = ""
+    due_soon_share: float = 0.2
     ui_lang: str = "zh"
     tile_url: str = ""
     tile_crs: str = "wgs84"

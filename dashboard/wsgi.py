@@ -1,8 +1,10 @@
-"""Production entry point: ``gunicorn -k gthread --threads 16 -w 1 'dashboard.wsgi:server'``.
+"""WSGI entry point, kept for WSGI servers: ``gunicorn -k gthread --threads 16 -w 1 'dashboard.wsgi:server'``.
 
-The web process only serves; run the consumer (and, for a demo, the
-simulator) as their own processes: ``python -m dashboard consume`` and
-``python -m dashboard simulate``. Settings come from the environment.
+It does NOT carry the scalable push: under WSGI ``/api/v1/live`` is the Flask route of
+``dashboard/api/live.py``, which holds a server thread and a Redis connection per open page, so a
+16-thread worker stops answering at its 17th live page. Use the ASGI entry for production,
+``uvicorn dashboard.asgi:app`` (see dashboard/asgi.py and the README's production layout).
+Settings come from the environment.
 """
 from .app import create_app
 

@@ -1,4 +1,5 @@
-"""/healthz: Redis, the database and the feed consumer (lag, pending, rate, dead letters)."""
+"""/healthz: Redis, the database, the feed consumer (lag, pending, rate, dead letters), and this web
+process (its pid and open live pages: with several web workers each answers for itself)."""
 from __future__ import annotations
 
 from flask import jsonify
@@ -21,9 +22,21 @@ def check(services) -> tuple[dict, bool]:
     except Exception as exc:  # noqa: BLE001
         out["database"] = f"error: {exc.__class__.__name__}: {exc}"
         ok = False
+    import os
+
+    from ..push import hub
     from .live import OPEN_PAGES
 
-    out["live_pages"] = len(OPEN_PAGES.snapshot())  # this process's open SSE streams
+    # this process's open live pages: the push hub's (ASGI server) and the Flask route's (WSGI)
+    push = hub.stats()
+    out["live_pages"] = push["pages"] + len(OPEN_PAGES.snapshot())
+    out["web"] = {"pid": os.getpid(), "push_readers": push["readers"], "push_dropped": push["dropped"]}
+    from datetime import datetime, timezone
+
+    from ..cases.workcalendar import calendar_for, unknown_years_warning
+
+    # a warning, not a failure: deadlines still come out, marked provisional
+    out["calendar"] = unknown_years_warning(calendar_for(services), datetime.now(timezone.utc)) or "ok"
     if out["redis"] == "ok":
         from ..feed.health import read_health
 
@@ -44,6 +57,10 @@ def check(services) -> tuple[dict, bool]:
 
 
 def register(server, services) -> None:
+    from ..cases.workcalendar import calendar_for
+
+    calendar_for(services)  # reads and checks the holiday file now: a bad one stops the start
+
     @server.get("/healthz")
     def healthz():
         body, ok = check(services)

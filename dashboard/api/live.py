@@ -13,14 +13,14 @@ set the header. Events:
 * ``ping``: every 2 s, the feed health (lag, rate, dead letters, last message)
 * ``gap``: the resume point is older than the replay buffer; reload the page's data
 
-Works under the threaded werkzeug server and gunicorn's gthread worker: each
-open page holds one thread and one Redis connection until it goes away.
+This is the Flask route, kept for WSGI servers (``dashboard.wsgi``): each open page holds one
+server thread and one Redis connection until it goes away. The production server
+(``dashboard.asgi``, and ``python -m dashboard``) answers ``/api/v1/live`` before Flask sees it,
+from one reader per process (``dashboard.push``), with the same events.
 """
 from __future__ import annotations
 
-import json
 import logging
-import re
 import threading
 import time
 
@@ -29,15 +29,13 @@ from flask import Response, jsonify, request
 from ..feed.contract import DELTAS
 from ..feed.deltas import decode
 from ..feed.health import read_health
-from ..store.scope import code_in_scope
+from ..push.protocol import PING_S, BadRequest, filter_scope, is_gap, key, parse_request, sse
+from ..push.protocol import s as s_
 
 log = logging.getLogger(__name__)
 
-PING_S = 2.0
 CLIENT_NAME = "grid-sse"  # CLIENT LIST shows one per open page
 BLOCK_MS = 2000
-STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$|^\d{1,20}$")
-SCOPE = re.compile(r"^\d{6,24}$")
 
 
 class OpenPages:
@@ -67,19 +65,7 @@ class OpenPages:
 OPEN_PAGES = OpenPages()
 
 
-def _s(v) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def _key(stream_id: str) -> tuple[int, int]:
-    ms, _, n = stream_id.partition("-")
-    return int(ms), int(n or 0)
-
-
-def filter_scope(deltas: list[dict], scope: str | None) -> list[dict]:
-    if not scope:
-        return deltas
-    return [d for d in deltas if code_in_scope(d.get("g"), scope)]
+_s, _key = s_, key
 
 
 def last_id(r) -> str:
@@ -89,34 +75,13 @@ def last_id(r) -> str:
 
 def resume_gap(r, since: str) -> bool:
     """Has the replay buffer dropped entries after ``since``?"""
-    if since in ("0", "0-0"):
-        return False
     oldest = r.xrange(DELTAS, "-", "+", count=1)
-    if not oldest:
-        return False
-    first = _s(oldest[0][0])
-    if _key(first) <= _key(since):
-        return False
-    try:  # Redis 7 counts entries ever added; Redis 6 cannot tell, so assume the worst (a reload)
-        info = r.xinfo_stream(DELTAS)
-        added = info.get("entries-added")
-        return True if added is None else int(added) > int(info["length"])
-    except Exception:  # noqa: BLE001
-        return True
-
-
-def sse(event: str | None = None, data=None, id: str | None = None, comment: str | None = None) -> str:
-    out = []
-    if comment is not None:
-        out.append(f": {comment}")
-    if id is not None:
-        out.append(f"id: {id}")
-    if event is not None:
-        out.append(f"event: {event}")
-    if data is not None:
-        text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        out.extend(f"data: {line}" for line in text.split("\n"))
-    return "\n".join(out) + "\n\n"
+    first = _s(oldest[0][0]) if oldest else None
+    try:
+        info = r.xinfo_stream(DELTAS) if first else None
+    except Exception as exc:  # noqa: BLE001 - is_gap assumes the worst
+        info = exc
+    return is_gap(since, first, info)
 
 
 def stream(services, scope: str | None, since: str | None, *, max_seconds: float | None = None):
@@ -178,17 +143,11 @@ def stream(services, scope: str | None, since: str | None, *, max_seconds: float
 def register(server, services) -> None:
     @server.get("/api/v1/live")
     def live():
-        scope = request.args.get("scope", "").strip() or None
-        if scope is not None and not SCOPE.match(scope):
-            return jsonify({"error": "scope must be a region code (6 to 24 digits)", "field": "scope"}), 400
-        since = request.headers.get("Last-Event-ID") or request.args.get("since") or None
-        if since is not None:
-            since = since.strip()
-            if since == "$":
-                since = None
-            elif not STREAM_ID.match(since):
-                return jsonify({"error": "since / Last-Event-ID must be a stream id like 1700000000000-0",
-                                "field": "since"}), 400
+        try:
+            scope, since = parse_request(request.args.get("scope"),
+                                         request.headers.get("Last-Event-ID") or request.args.get("since"))
+        except BadRequest as exc:
+            return jsonify(exc.body), 400
         resp = Response(stream(services, scope, since), mimetype="text/event-stream")
         resp.headers["Cache-Control"] = "no-cache"
         resp.headers["X-Accel-Buffering"] = "no"

@@ -38,12 +38,39 @@ HISTORY_STALE_S = 120.0  # a day of history takes a few seconds to feed
 def read_health(r: redis.Redis) -> dict:
     """Lag, pending, rate (msgs/s over the last minute), dead letters, last message time, consumers."""
     pipe = r.pipeline(transaction=False)
+    queue_health(pipe)
+    results = pipe.execute(raise_on_error=False)
+    after = lag_scan_start(results)
+    scanned = len(r.xrange(STREAM, "(" + after, "+", count=LAG_SCAN)) if after else None
+    return health_from(results, scanned)
+
+
+def queue_health(pipe) -> None:
+    """Queue read_health's commands on a pipeline (sync or redis.asyncio: the web process's push
+    reader reads the health on its one connection)."""
     pipe.hgetall(HEALTH)
     pipe.xinfo_groups(STREAM)
     pipe.xlen(DEAD_LETTER)
     pipe.xlen(STREAM)
     pipe.xinfo_stream(STREAM)
-    raw, groups, dead, length, sinfo = pipe.execute(raise_on_error=False)
+
+
+def lag_scan_start(results) -> str | None:
+    """Redis < 7 has no XINFO lag: the id after which undelivered entries must be counted, if any."""
+    _, groups, _, length, sinfo = results
+    g = _group_info(groups)
+    if not g or g.get("lag") is not None:
+        return None
+    delivered = _s(g.get("last-delivered-id", "0-0"))
+    newest = None if isinstance(sinfo, Exception) else _s(sinfo.get("last-generated-id", "0-0"))
+    if newest == delivered or delivered == "0-0":
+        return None
+    return delivered
+
+
+def health_from(results, scanned: int | None = None) -> dict:
+    """read_health's answer from queue_health's results (and the lag_scan_start count)."""
+    raw, groups, dead, length, sinfo = results
     h = {} if isinstance(raw, Exception) else {_s(k): _s(v) for k, v in raw.items()}
     now = time.time()
     rate = 0.0
@@ -63,7 +90,7 @@ def read_health(r: redis.Redis) -> dict:
         elif delivered == "0-0":
             lag = 0 if isinstance(length, Exception) else int(length)
         else:
-            lag = len(r.xrange(STREAM, "(" + delivered, "+", count=LAG_SCAN))
+            lag = scanned
     last = h.get("last_message_at") or None
     age = None
     if last:
