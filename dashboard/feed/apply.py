@@ -373,17 +373,24 @@ class _Batch:
         if hz is not None:
             hz["deadline_at"] = item.msg.deadline_at
 
+    # Hazard updates carry no sequence number, and consumers in a group apply them in any order
+    # (one consumer's batch commits before another's older one): the newest by occurred_at
+    # decides the state, as a clean replay in stream order would (tests/faults/test_faults002).
     def on_hazard_rectified(self, item: Item, released: bool = False) -> None:
         hz = self._hazard_update(item, released)
         if hz is not None:
-            hz["state"] = "rectified"
-            hz["rectified_at"] = item.msg.occurred_at
+            at = item.msg.occurred_at
+            if _not_before(at, hz["rectified_at"]) and (hz["reinspected_at"] is None or at > hz["reinspected_at"]):
+                hz["state"] = "rectified"
+            hz["rectified_at"] = _latest(hz["rectified_at"], at)
 
     def on_hazard_reinspected(self, item: Item, released: bool = False) -> None:
         hz = self._hazard_update(item, released)
         if hz is not None:
-            hz["reinspected_at"] = item.msg.occurred_at
-            hz["state"] = "verified" if item.msg.passed else "open"  # failed re-inspection reopens it
+            at = item.msg.occurred_at
+            if _not_before(at, hz["reinspected_at"]) and _not_before(at, hz["rectified_at"]):
+                hz["state"] = "verified" if item.msg.passed else "open"  # failed re-inspection reopens it
+            hz["reinspected_at"] = _latest(hz["reinspected_at"], at)
 
     def drain_hazard(self, hazard_id: str) -> None:
         rows = sorted(self.pending.get(hazard_id, ()), key=lambda r: _stream_key(r["stream_id"]))
@@ -583,6 +590,14 @@ def _copy_rows(conn: Connection, sql: str, rows: list[tuple], types: list[str] |
         from sqlalchemy import exc as sa_exc
 
         raise sa_exc.DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
+
+
+def _not_before(at: datetime, other: datetime | None) -> bool:
+    return other is None or at >= other
+
+
+def _latest(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or b >= a else a
 
 
 def _upsert_position(conn: Connection):
