@@ -360,6 +360,7 @@ class WorkCalendar:
             a = max(a, start)
             target += self.clock(working, b) - self.clock(working, a)
             at = to_instant(target)
+        at = max(at, start)  # nothing to add from outside working hours: the clock's value there is the last close
         unknown = self._years_between(start, at) if working else ()
         return Due(at, bool(unknown), unknown)
 

@@ -224,3 +224,29 @@ def test_cases022_healthz_warns_when_the_next_60_days_reach_an_unknown_year(stac
         assert body["calendar"] == "ok"
     else:
         assert body["calendar"] == expected and str(cal.unknown_years_ahead(datetime.now(TZ))[0]) in expected
+
+
+from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+
+_instants = st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2027, 12, 31)).map(
+    lambda d: d.replace(tzinfo=TZ))
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(start=_instants, minutes=st.integers(min_value=0, max_value=60 * 200),
+       pause=st.tuples(st.integers(0, 60 * 24 * 20), st.integers(0, 60 * 24 * 5)))
+def test_cases023_adding_working_time_and_measuring_it_agree(start, minutes, pause):
+    """Whatever the start, suspension and holidays: the working time from a start to the
+    deadline of N minutes is N minutes, the deadline is inside working hours of a working day,
+    and it is provisional exactly when the way there touches a year the package lacks."""
+    sus = [(start + timedelta(minutes=pause[0]), start + timedelta(minutes=pause[0] + pause[1]))]
+    due = CAL.add_working_hours(start, minutes / 60, sus)
+    span = CAL.working_time_between(start, due.at, sus)
+    assert span.seconds == pytest.approx(minutes * 60, abs=1e-3)
+    if minutes:
+        loc = due.at.astimezone(TZ)
+        assert CAL.is_working_day(loc.date())
+        t = loc.time()
+        assert (datetime.min.replace(hour=8, minute=30).time() < t <= datetime.min.replace(hour=12).time()
+                or datetime.min.replace(hour=13, minute=30).time() < t <= datetime.min.replace(hour=17, minute=30).time())
+    assert due.provisional == (due.at.astimezone(TZ).year >= 2027)
