@@ -299,9 +299,11 @@ class WorkCalendar:
             inside += min(s, b) - a
         return base + inside
 
-    def _from_working_clock(self, value: float) -> datetime:
-        """The earliest instant whose working clock reaches ``value``."""
-        year = FIRST_YEAR
+    def _from_working_clock(self, value: float, year: int = FIRST_YEAR) -> datetime:
+        """The earliest instant whose working clock reaches ``value``; the search starts at
+        ``year`` (the start's: a deadline is rarely in another year)."""
+        while year > FIRST_YEAR and self._year_cum(year)[0] >= value:
+            year -= 1
         while self._year_cum(year)[-1] < value:
             year += 1
             if year > LAST_YEAR:
@@ -350,7 +352,11 @@ class WorkCalendar:
         if seconds < 0:
             raise ValueError("a duration cannot be negative")
         target = self.clock(working, start) + seconds
-        to_instant = self._from_working_clock if working else self._from_timestamp
+        if working:
+            year = self.local(start).year
+            to_instant = lambda value: self._from_working_clock(value, year)  # noqa: E731
+        else:
+            to_instant = self._from_timestamp
         at = to_instant(target)
         for a, b in merge(suspensions):
             if b <= start:
