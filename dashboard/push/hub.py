@@ -17,8 +17,8 @@ was sent nothing for ``SKIP_S``, otherwise by the id its next ``ping`` carries.
 
 Each page's own coroutine (``endpoint.py``) writes its buffer to its socket; the reader never
 waits for a page. A page that stops reading (a frozen tab, a dead network) grows its buffer; past
-``PUSH_BUFFER_KB``, or with data unsent for ``PUSH_STALL_S``, it is dropped and its connection
-cut. Its browser reconnects with its last id and resumes, so nothing is lost.
+``PUSH_BUFFER_KB`` while taking nothing for a second, or with data unsent for ``PUSH_STALL_S``,
+it is dropped and its connection cut. Its browser reconnects with its last id and resumes, so nothing is lost.
 """
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ BLOCK_MS = 500             # longest wait of a resume or a health read behind th
 READ_COUNT = 500
 REPLAY_COUNT = 1000        # entries one resuming page reads per round, so a long replay cannot stall the rest
 SKIP_S = 1.0
+BUFFER_GRACE_S = 1.0       # a page over its buffer whose writes have not moved for this long is dropped
 TICK_S = 0.5
 HEALTH_STALE_S = 4.0       # no health read for this long: the pages are told Redis does not answer
 RETRY_S = 1.0
@@ -222,7 +223,7 @@ class Hub:
                     for p in waiting:
                         if not p.closed:
                             self._admit(p)
-                while self.joining:
+                if self.joining:
                     await self._replay(r)
                 now = time.monotonic()
                 if now >= next_health:
@@ -233,6 +234,8 @@ class Hub:
                         self.error, self._stale_told = None, False
                         self._ping(time.monotonic())  # the pages see the feed back at once
                 block = max(1, min(BLOCK_MS, int((next_health - time.monotonic()) * 1000)))
+                if self.joining:
+                    block = 10  # replays waiting for their pages to take the previous round
                 resp = await r.xread({DELTAS: self.cursor}, count=READ_COUNT, block=block)
                 if resp:
                     entries = resp[0][1]
@@ -250,8 +253,10 @@ class Hub:
                 await asyncio.sleep(RETRY_S)
 
     async def _replay(self, r) -> None:
-        pages = [p for p in self.joining if not p.closed]
-        self.joining = []
+        # a page gets its next round once its writer has taken the last one: a long replay
+        # cannot pile up in memory, and a page that does not read is dropped by _tick
+        pages = [p for p in self.joining if not p.closed and not p.size and p.sending_since is None]
+        self.joining = [p for p in self.joining if not p.closed and p not in pages]
         if not pages:
             return
         check = any(not p.gap_checked for p in pages)
@@ -322,8 +327,6 @@ class Hub:
                 p.cursor = last
                 if p.sent_id != last and now - p.last_put >= SKIP_S:
                     p.put(sse(comment="skip", id=last).encode(), now, id=last)
-                if p.size > self.buffer_bytes:
-                    self.drop(p, "buffer")
 
     def _fanout_after(self, p: Page, decoded, now: float) -> None:
         after = key(p.after)
@@ -349,10 +352,14 @@ class Hub:
             await asyncio.sleep(TICK_S)
             now = time.monotonic()
             for p in list(self.pages):
-                if p.size > self.buffer_bytes:
+                # how long its oldest unwritten data has waited: a write blocked since sending_since
+                # (the socket is full), or data queued since oldest_at that its writer has not taken
+                since = p.sending_since if p.sending_since is not None else p.oldest_at
+                if since is None:
+                    continue
+                if p.size > self.buffer_bytes and now - since > BUFFER_GRACE_S:
                     self.drop(p, "buffer")
-                elif ((p.oldest_at is not None and now - p.oldest_at > self.stall_s)
-                      or (p.sending_since is not None and now - p.sending_since > self.stall_s)):
+                elif now - since > self.stall_s:
                     self.drop(p, "stalled")
             stale = self.error is None and self.health_at and now - self.health_at > HEALTH_STALE_S
             if now >= next_ping or (stale and not self._stale_told):

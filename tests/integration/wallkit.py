@@ -6,8 +6,6 @@ import socket
 import threading
 import time
 
-from werkzeug.serving import make_server
-
 CHROME_ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
                "--hide-scrollbars=false", "--force-device-scale-factor=1")
@@ -25,35 +23,60 @@ def free_port(start: int = 8071) -> int:
 
 
 class AppServer:
-    """create_app(...) served by werkzeug on a daemon thread (threaded: SSE needs its own threads)."""
+    """create_app(...) served as in production, by uvicorn through the ASGI front (dashboard.web.asgi:
+    the live push on the event loop, the rest through the WSGI thread pool), on a daemon thread.
+    A bare Dash app (no ``services``: the benches' floors) is served through the same thread pool."""
 
     def __init__(self, app, port: int | None = None, nodelay: bool = True):
         self.port = port or free_port()
-        self.server = make_server("127.0.0.1", self.port, app.server, threaded=True)
-        if nodelay:
-            # Small SSE writes must not wait for Nagle's algorithm (up to ~40 ms per message).
-            import socket as _socket
-
-            accept = self.server.get_request
-
-            def get_request():
-                conn, addr = accept()
-                conn.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
-                return conn, addr
-            self.server.get_request = get_request
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.asgi = asgi_for(app)
+        self.server = UvicornThread(self.asgi, self.port)  # asyncio sets TCP_NODELAY on every connection
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self):
-        self.thread.start()
+        self.server.start()
         return self
 
     def __exit__(self, *exc):
-        self.server.shutdown()
-        self.thread.join(timeout=10)
+        self.server.stop()
+
+
+def asgi_for(app, **kw):
+    if getattr(app, "services", None) is not None:
+        from dashboard.web.asgi import make_asgi
+
+        return make_asgi(app, **kw)
+    from a2wsgi import WSGIMiddleware
+
+    return WSGIMiddleware(app.server, workers=16)
+
+
+class UvicornThread:
+    """uvicorn.Server on a daemon thread (it installs no signal handlers off the main thread)."""
+
+    def __init__(self, asgi_app, port: int, host: str = "127.0.0.1"):
+        import uvicorn
+
+        self.config = uvicorn.Config(asgi_app, host=host, port=port, lifespan="on", log_config=None,
+                                     access_log=False, timeout_graceful_shutdown=1, backlog=4096)
+        self.uvicorn = uvicorn.Server(self.config)
+        self.thread = threading.Thread(target=self.uvicorn.run, daemon=True)
+
+    def start(self, timeout: float = 30.0) -> "UvicornThread":
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.uvicorn.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.uvicorn.should_exit = True
+        self.thread.join(timeout=15)
 
 
 def chrome(width: int = 1920, height: int = 1080, performance_log: bool = True):
@@ -161,14 +184,14 @@ def network_bodies(driver, url_part: str) -> list[str]:
 
 SERVE_SNIPPET = """
 import sys
-from werkzeug.serving import make_server
+import uvicorn
 from dashboard.app import create_app
 from dashboard.settings import Settings
+from dashboard.web.asgi import make_asgi
 s = Settings.from_env({}, database_url=sys.argv[1], redis_url=sys.argv[2], var_dir=sys.argv[4], demo=False)
-app = create_app(s)
-srv = make_server('127.0.0.1', int(sys.argv[3]), app.server, threaded=True)
+app = make_asgi(create_app(s))
 print('ready', flush=True)
-srv.serve_forever()
+uvicorn.run(app, host='127.0.0.1', port=int(sys.argv[3]), log_config=None, access_log=False, timeout_graceful_shutdown=1)
 """
 
 

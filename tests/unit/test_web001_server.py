@@ -1,0 +1,161 @@
+"""`python -m dashboard` serves through the production server (uvicorn + the ASGI front), in one
+command with the embedded Redis and SQLite, with one web process or several behind one port."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import redis
+import requests
+
+from dashboard.push.hub import CLIENT_NAME
+from dashboard.settings import Settings
+from dashboard.store.engine import make_engine, migrate
+from dashboard.web.secret import secret_key
+from tests.integration.wallkit import free_port
+
+from . import feed_support as F
+from .test_feed004_live import Page, hello
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Served:
+    """``python -m dashboard serve --no-demo`` on the embedded pair in ``var``, as a user runs it."""
+
+    def __init__(self, var: Path, *args: str):
+        var.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(f"sqlite:///{var / 'grid.db'}")  # the regions the feed's reports land in
+        migrate(engine)
+        F.seed_regions(engine)
+        engine.dispose()
+        self.var = var
+        self.port = free_port(9580)
+        env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "WEB_WORKERS")}
+        env.update(VAR_DIR=str(var), PYTHONPATH=str(ROOT), LOG_LEVEL="WARNING")
+        self.log = open(var / "serve.log", "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "dashboard", "serve", "--no-demo",
+                                      "--port", str(self.port), *args],
+                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_healthy(self, timeout: float = 120.0) -> requests.Response:
+        end = time.monotonic() + timeout
+        while True:
+            assert self.proc.poll() is None, self.tail()
+            try:
+                resp = requests.get(self.url + "/healthz", timeout=5)
+                if resp.status_code == 200:
+                    return resp
+            except (requests.ConnectionError, requests.Timeout):
+                pass
+            assert time.monotonic() < end, self.tail()
+            time.sleep(0.2)
+
+    @property
+    def redis(self) -> redis.Redis:
+        return redis.Redis(unix_socket_path=str(self.var / "redis" / "redis.sock"))
+
+    def tail(self) -> str:
+        self.log.flush()
+        return (self.var / "serve.log").read_text()[-3000:]
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(45)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.log.close()
+        return self.proc.returncode
+
+
+def publish_report(r: redis.Redis, event_id: str, grid_index: int = 0) -> None:
+    F.xadd_all(r, [F.reported(event_id, grid_index)])
+
+
+def test_web001_python_m_dashboard_serves_through_uvicorn_with_the_embedded_pair(tmp_path):
+    srv = Served(tmp_path / "var")
+    try:
+        resp = srv.wait_healthy()
+        assert resp.headers.get("server") == "uvicorn"  # never werkzeug's development server
+        body = resp.json()
+        assert body["redis"] == "ok" and body["database"] == "ok" and len(body["feed"]["consumers"]) == 1
+        wall = requests.get(srv.url + "/wall", timeout=30)
+        assert wall.status_code == 200 and wall.headers["server"] == "uvicorn" and "<html" in wall.text.lower()
+        page = Page(srv.port, scope=F.STREET)
+        page.read_until(hello)
+        r = srv.redis
+        assert [c["name"] for c in r.client_list() if c.get("name") == CLIENT_NAME] == [CLIENT_NAME]
+        publish_report(r, "one-command", 1)  # through the stream, the consumer and the push
+        page.read_until(lambda ev: "one-command" in {d["id"] for d in page.deltas()}, timeout=60)
+        page.close()
+        r.close()
+    finally:
+        code = srv.stop()
+    assert code == 0, srv.tail()
+    assert not (srv.var / "redis" / "redis.sock").exists()  # the embedded server stopped with it
+
+
+def test_web002_web_workers_2_share_one_port_one_consumer_and_the_push(tmp_path):
+    srv = Served(tmp_path / "var", "--web-workers", "2")
+    try:
+        srv.wait_healthy()
+        pids, consumers = set(), set()
+        end = time.monotonic() + 60
+        while len(pids) < 2:  # each request on a new connection: the kernel hands them to either worker
+            assert time.monotonic() < end, f"only {pids} answered"
+            body = requests.get(srv.url + "/healthz", timeout=10).json()
+            pids.add(body["web"]["pid"])
+            consumers.update(body["feed"]["consumers"])
+        assert srv.proc.pid not in pids  # the parent supervises; the workers serve
+        assert len(consumers) == 1  # the consumer runs once, in the parent
+        r = srv.redis
+        end = time.monotonic() + 30
+        while len([c for c in r.client_list() if c.get("name") == CLIENT_NAME]) != 2:
+            assert time.monotonic() < end, "each worker should hold one push connection"
+            time.sleep(0.2)
+        pages = [Page(srv.port, scope=F.STREET if i % 2 else F.OTHER_STREET) for i in range(8)]
+        for p in pages:
+            p.read_until(hello)
+        assert len([c for c in r.client_list() if c.get("name") == CLIENT_NAME]) == 2  # still 2: none per page
+        publish_report(r, "both-in", 1)
+        publish_report(r, "both-out", 3)
+        for i, p in enumerate(pages):  # whichever worker holds it, each page gets its street's event
+            want = "both-in" if i % 2 else "both-out"
+            p.read_until(lambda ev, want=want, p=p: want in {d["id"] for d in p.deltas()}, timeout=60)
+            assert {d["id"] for d in p.deltas() if d["k"] == "event"} == {want}
+            p.close()
+        assert (srv.var / "secret_key").stat().st_size > 0  # one session key for both workers
+        r.close()
+    finally:
+        code = srv.stop()
+    assert code == 0, srv.tail()
+
+
+def _key_in_new_process(var_dir: str, out) -> None:
+    out.put(secret_key(Settings.from_env({}, var_dir=var_dir)))
+
+
+def test_web003_workers_starting_together_get_one_session_key(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    var = str(tmp_path / "var")
+    procs = [ctx.Process(target=_key_in_new_process, args=(var, out)) for _ in range(6)]
+    for p in procs:
+        p.start()
+    keys = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert len(set(keys)) == 1 and len(keys[0]) == 64
+    path = tmp_path / "var" / "secret_key"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert [f.name for f in (tmp_path / "var").iterdir()] == ["secret_key"]  # no temporary file left
+    assert secret_key(Settings.from_env({}, var_dir=var, secret_key="given")) == "given"
