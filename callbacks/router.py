@@ -23,7 +23,8 @@ PAGES: dict = {}  # path -> callable(services, query: dict, lang: str) -> compon
 
 
 def render(services, pathname: str | None, search: str | None):
-    query = {k: v[-1] for k, v in parse_qs((search or "").lstrip("?")).items()}
+    # blank values kept: ?within= (a rotation over the whole jurisdiction) is not ?within absent
+    query = {k: v[-1] for k, v in parse_qs((search or "").lstrip("?"), keep_blank_values=True).items()}
     lang = pick_lang(query.get("lang"), services.settings.ui_lang)
     page = PAGES.get(pathname or "/")
     if page is None:

@@ -20,6 +20,7 @@ from dashboard.geo.coords import wgs84_to_gcj02
 from dashboard.i18n import TEXT, t
 from dashboard.inplace import tree
 from dashboard.store.version import MAX_AGE_S, feed_version
+from layouts import panels
 from layouts.map import ASSET_LAYERS, CLUSTER, SYMBOL_COLOURS, asset_templates, legend, overlay_names
 from layouts.wall import wall_layout
 
@@ -78,6 +79,22 @@ def js_labels(lang: str) -> dict:
     }
 
 
+def rotation_scope(scope: str, query: dict) -> str:
+    """The region a wall rotates through (?rotate=N): its own scope, or ``?within=`` when the
+    scope lies inside that (a district wall that rotated on to a street carries it in its URL
+    and so keeps the district's list). A wall opened on a street is sent no other street's code."""
+    within = query.get("within")
+    if within is None:
+        return scope
+    within = str(within)
+    return within if within == "" or (SCOPE_RE.match(within) and scope.startswith(within)) else scope
+
+
+def rotation_list(engine, within: str) -> list[str]:
+    """The streets inside ``within`` (a district or the whole jurisdiction); none inside a street."""
+    return [c for c, _ in wall_data.streets_of(engine, within or None)] if scope_is_district(within) else []
+
+
 def tick_ms(query: dict) -> int:
     """?tick=N: the panels and the choropleth refresh at most every N ms (never faster than 1 s)."""
     try:
@@ -134,6 +151,7 @@ def build_config(services, scope: str, lang: str, query: dict) -> dict:
         rotate = 0
     shown = tuple(x for x in str(query.get("layers", "")).split(",") if x in {a for a, _, _ in ASSET_LAYERS})
     values = wire_values(measures)
+    within = rotation_scope(scope, query)
     return {
         "scope": scope, "crs": crs, "lang": lang, "tz": settings.timezone, "rotate": rotate,
         "sound": query_flag(query, "sound"), "title": root["name"],
@@ -142,7 +160,7 @@ def build_config(services, scope: str, lang: str, query: dict) -> dict:
         "values": values, "breaks": measures["breaks"], "n_grids": measures["n"],
         "names": {**summary["district"], **summary["streets"], **summary["communities"]},
         "labels": js_labels(lang), "ticker": wall_data.newest_events(engine, scope or None),
-        "rotation": [c for c, _ in wall_data.streets_of(engine, scope or None)],
+        "rotation": rotation_list(engine, within), "within": within,
         "shown": list(shown), "overlays": overlay_names(lang), "tile_url": settings.tile_url,
         "poll": query_flag(query, "poll"), "parts": parts, "offsets": offsets,
         "groups": event_groups(parts, grids),
@@ -151,16 +169,9 @@ def build_config(services, scope: str, lang: str, query: dict) -> dict:
     }
 
 
-def panel_components(lang: str) -> dict | None:
-    """The panels helper's slots (layouts.panels.containers), or None while that module is missing.
-
-    They start empty: callbacks.panels fills them on the first call and on every LIVE_TICK,
-    so the KPI queries are not run twice per page view.
-    """
-    try:
-        from layouts import panels
-    except ImportError:
-        return None
+def panel_components(lang: str) -> dict:
+    """The panels' slots (layouts.panels.containers). They start empty: callbacks.panels fills
+    them on the first call and on every LIVE_TICK, so the KPI queries are not run twice per page view."""
     return panels.containers(None, lang)
 
 

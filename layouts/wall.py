@@ -14,31 +14,28 @@ from dashboard.i18n import t
 from layouts.map import wall_map
 
 
-def wall_layout(cfg: dict, lang: str, panels: dict | None = None, shown: tuple[str, ...] = ()) -> html.Div:
-    """cfg: the WALL_CONFIG dict; panels: {"left", "right", "figures"} components, or None while
-    the panels module is not there (a marked slot is shown instead)."""
-    panels = panels or {}
-    pending = html.Div(t("wall_panels_pending", lang), className="panel-slot-pending")
+def wall_layout(cfg: dict, lang: str, panels: dict, shown: tuple[str, ...] = ()) -> html.Div:
+    """cfg: the WALL_CONFIG dict; panels: {"left", "right", "figures"} components (layouts.panels.containers)."""
     return html.Div(id=ids.WALL, className="wall", lang="en" if lang == "en" else "zh-CN", children=[
         html.Header(className="wall-header", children=[
             html.Div(className="wall-title", children=[
                 html.H1(cfg["title"], className="wall-jurisdiction"),
                 html.Div(t("wall_title", lang), className="wall-subtitle"),
             ]),
-            html.Div(id=ids.WALL_FIGURES, className="wall-figures", children=panels.get("figures")),
+            html.Div(id=ids.WALL_FIGURES, className="wall-figures", children=panels["figures"]),
             html.Div(className="wall-status", children=[
                 html.Div(id=ids.WALL_CLOCK, className="wall-clock"),
                 html.Div(id=ids.FEED_STATUS, className="feed-status feed-connecting",
                          children=t("wall_feed_connecting", lang)),
             ]),
         ]),
-        html.Aside(id=ids.WALL_LEFT, className="wall-left", children=panels.get("left", pending)),
+        html.Aside(id=ids.WALL_LEFT, className="wall-left", children=panels["left"]),
         html.Main(className="wall-center", children=[
             wall_map(cfg, lang, shown),
             html.Div(t("wall_feed_lost", lang), id=ids.FEED_BANNER, className="feed-banner",
                      role="alert", hidden=True),
         ]),
-        html.Aside(id=ids.WALL_RIGHT, className="wall-right", children=panels.get("right", pending)),
+        html.Aside(id=ids.WALL_RIGHT, className="wall-right", children=panels["right"]),
         html.Section(className="wall-ticker-box", children=[
             html.H2(t("wall_ticker", lang), className="wall-ticker-title"),
             html.Ol(id=ids.TICKER, className="wall-ticker"),

@@ -678,6 +678,8 @@
     const next = list[(i + 1) % list.length];
     const q = new URLSearchParams(location.search);
     q.set("scope", next);
+    // the region rotated through stays in the URL: the street's page is then sent the same list
+    q.set("within", S.cfg.within || "");
     setProps("url", { search: "?" + q.toString() });
   }
 

@@ -63,7 +63,7 @@ def test_api001_post_report_queues_one_contract_message(api):
     assert abs((datetime.now(timezone.utc) - m.occurred_at).total_seconds()) < 60
 
 
-def test_api001_ids_are_unique(api):
+def test_api017_ids_are_unique(api):
     services, client = api
     ids = {post(client, good_body()).get_json()["id"] for _ in range(20)}
     assert len(ids) == 20
@@ -120,7 +120,7 @@ def test_api002_each_bad_field_is_named(api, field, change):
     assert services.redis.xlen(STREAM) == 0  # nothing queued
 
 
-def test_api002_all_problems_reported_together(api):
+def test_api018_all_problems_reported_together(api):
     _services, client = api
     body = good_body(colour="red", source="fax", location={"lon": "x", "lat": 1})
     named = {f["field"] for f in post(client, body).get_json()["fields"]}

@@ -1,4 +1,10 @@
-"""The consumer survives Redis going away and a database that is busy, and resumes without loss."""
+"""The consumer survives Redis going away and a database that is busy, and resumes without loss.
+
+feed031 and feed032 run on every database (``engine``: SQLite, and PostgreSQL when
+TEST_DATABASE_URL is set) with a private redis-server: they stop and restart it, which is never
+done to the shared external Redis. feed033 is about SQLite's own lock (another connection holding
+BEGIN EXCLUSIVE), so it runs on SQLite only.
+"""
 from __future__ import annotations
 
 import logging
@@ -34,10 +40,8 @@ def test_feed030_backoff_is_capped_exponential():
     assert b.next() == 0.1
 
 
-def test_feed031_consumer_survives_redis_down_and_resumes(tmp_path, caplog):
+def test_feed031_consumer_survives_redis_down_and_resumes(engine, tmp_path, caplog):
     server = EmbeddedRedis(tmp_path / "r", appendonly=True).start()
-    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    migrate(engine)
     F.seed_regions(engine)
     from dashboard.geo.locate import Locator
 
@@ -53,9 +57,10 @@ def test_feed031_consumer_survives_redis_down_and_resumes(tmp_path, caplog):
             assert wait_for(lambda: F.count(engine, event) == 10)
             producer.close()
             server.stop()                       # Redis goes away
-            time.sleep(2.0)
-            assert thread.is_alive()            # the loop waits it out
-            assert consumer.backoff.cur > 0
+            # the loop notices and backs off (instead of a fixed sleep, wait for that state) ...
+            assert wait_for(lambda: consumer.backoff.cur > 0 and any(
+                rec.getMessage() == "redis unavailable; retrying" for rec in caplog.records))
+            assert thread.is_alive()            # ... and waits it out
             server.start()                      # same data dir: stream and group come back
             producer = connect(server.url)
             F.xadd_all(producer, [F.reported(f"B{i}") for i in range(10)])
@@ -72,10 +77,8 @@ def test_feed031_consumer_survives_redis_down_and_resumes(tmp_path, caplog):
     assert F.count(engine, feed_message) == 20
 
 
-def test_feed032_consumer_recreates_its_group_when_redis_restarts_empty(tmp_path):
+def test_feed032_consumer_recreates_its_group_when_redis_restarts_empty(engine, tmp_path):
     server = EmbeddedRedis(tmp_path / "r", appendonly=False).start()
-    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
-    migrate(engine)
     F.seed_regions(engine)
     from dashboard.geo.locate import Locator
 
@@ -118,14 +121,30 @@ def test_feed033_busy_database_is_retried_not_dead_lettered(tmp_path, caplog):
     F.xadd_all(r, [F.reported(f"D{i}") for i in range(5)])
     locker = sqlite3.connect(path, timeout=5, check_same_thread=False)
     locker.execute("BEGIN EXCLUSIVE")
-    release = threading.Timer(1.5, locker.rollback)
-    release.start()
+    # the lock goes when the consumer has met it (not after a fixed 1.5 s, which a slow start
+    # could outlast: the consumer would then never see the database busy)
+    busy = threading.Event()
+
+    class Busy(logging.Handler):
+        def emit(self, record):
+            if "database busy or unavailable" in record.getMessage():
+                busy.set()
+
+    def release():
+        busy.wait(60)
+        locker.rollback()
+    releaser = threading.Thread(target=release)
+    watcher = Busy()
+    logging.getLogger("dashboard.feed.consumer").addHandler(watcher)
+    releaser.start()
     try:
         with caplog.at_level(logging.WARNING, logger="dashboard.feed.consumer"):
             stats = Consumer(engine, r, Locator.from_engine(engine), name="c").run(burst=True)
     finally:
-        release.join()
+        busy.set()
+        releaser.join()
         locker.close()
+        logging.getLogger("dashboard.feed.consumer").removeHandler(watcher)
     try:
         assert stats["applied"] == 5 and stats["dead"] == 0
         assert F.count(engine, event) == 5

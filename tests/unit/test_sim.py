@@ -56,7 +56,7 @@ def test_feed_sim001_same_seed_same_messages(world):
                                                                  "patrol.checkin", "hazard.found"}
 
 
-def test_feed_sim001_ids_differ_between_runs(world):
+def test_feed_sim011_ids_differ_between_runs(world):
     a = gen(world).advance(START + timedelta(minutes=5))
     b = gen(world, start=START + timedelta(seconds=1)).advance(START + timedelta(minutes=5))
     assert not ({m.id for m in a} & {m.id for m in b})  # a restart with the same seed reuses no id

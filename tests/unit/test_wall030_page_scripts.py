@@ -1,4 +1,9 @@
-"""The wall page loads the framework scripts it uses, and no others (dashboard.page_scripts)."""
+"""The wall page loads the framework scripts it uses, and no others (dashboard.page_scripts).
+
+The tests that build an app run on every stack (``stack``: the embedded pair, and the external
+PostgreSQL + Redis when TEST_DATABASE_URL / TEST_REDIS_URL are set); wall031, 032, 034, 035, 037
+and 041 read source files or call pure functions and touch no store.
+"""
 from __future__ import annotations
 
 import pathlib
@@ -11,10 +16,10 @@ from dashboard.page_scripts import trim
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def test_wall030_page_trims_polyfill_table_and_dcc_and_loads_geojson_eagerly(make_services, embedded_redis, tmp_path):
+def test_wall030_page_trims_polyfill_table_and_dcc_and_loads_geojson_eagerly(stack, make_services):
     from dashboard.app import create_app
 
-    services = make_services(f"sqlite:///{tmp_path / 'p.db'}", embedded_redis.url)
+    services = make_services(*stack)
     app = create_app(services.settings, services)
     html = app.server.test_client().get("/wall").get_data(as_text=True)
     srcs = re.findall(r'<script([^>]*) src="([^"]+)"', html)
@@ -68,13 +73,13 @@ def _find(node, wanted):
     return None
 
 
-def test_wall033_first_layout_holds_the_page_its_referrer_names(make_services, embedded_redis, tmp_path):
+def test_wall033_first_layout_holds_the_page_its_referrer_names(stack, make_services):
     from dashboard import ids
     from dashboard.app import create_app
 
     from . import feed_support as F
 
-    services = make_services(f"sqlite:///{tmp_path / 'p.db'}", embedded_redis.url)
+    services = make_services(*stack)
     F.seed_regions(services.engine)
     client = create_app(services.settings, services).server.test_client()
     layout = _layout(client, "http://localhost/wall?lang=en")
@@ -113,19 +118,19 @@ def _components(node):
             yield from _components(v)
 
 
-def _seeded_client(make_services, embedded_redis, tmp_path):
+def _seeded_client(stack, make_services):
     from dashboard.app import create_app
 
     from . import feed_support as F
 
-    services = make_services(f"sqlite:///{tmp_path / 'p.db'}", embedded_redis.url)
+    services = make_services(*stack)
     F.seed_regions(services.engine)
     return create_app(services.settings, services).server.test_client()
 
 
-def test_wall036_no_page_uses_dcc(make_services, embedded_redis, tmp_path):
+def test_wall036_no_page_uses_dcc(stack, make_services):
     # page_scripts drops dcc's bundle: a dcc component in a layout would render as an error
-    client = _seeded_client(make_services, embedded_redis, tmp_path)
+    client = _seeded_client(stack, make_services)
     for referrer in ("http://localhost/wall", "http://localhost/wall?lang=en&scope=370202001", None):
         found = {c["namespace"] for c in _components(_layout(client, referrer))}
         assert "dashboard" in found and "dash_core_components" not in found, (referrer, found)
@@ -147,14 +152,14 @@ def test_wall037_components_check_their_props():
         Store(id="s", storage_type="local")
 
 
-def test_wall038_assets_and_bundles_go_minified_at_brotli_11(make_services, embedded_redis, tmp_path):
+def test_wall038_assets_and_bundles_go_minified_at_brotli_11(stack, make_services):
     import time
 
     import brotli
 
     from dashboard.app import create_app
 
-    services = make_services(f"sqlite:///{tmp_path / 'p.db'}", embedded_redis.url)
+    services = make_services(*stack)
     client = create_app(services.settings, services).server.test_client()
     page = client.get("/wall").get_data(as_text=True)
     live = re.search(r'src="(/assets/live\.js\?m=[^"]+)"', page).group(1)
@@ -180,11 +185,11 @@ def test_wall038_assets_and_bundles_go_minified_at_brotli_11(make_services, embe
     assert (gzip.decompress(data) if plain.headers.get("Content-Encoding") == "gzip" else data) == source
 
 
-def test_wall039_asset_layers_are_made_in_the_browser_not_in_the_layout(make_services, embedded_redis, tmp_path):
+def test_wall039_asset_layers_are_made_in_the_browser_not_in_the_layout(stack, make_services):
     # the layout holds one empty group per asset overlay and the template its parts are made from
     from dashboard import ids
 
-    client = _seeded_client(make_services, embedded_redis, tmp_path)
+    client = _seeded_client(stack, make_services)
     layout = _layout(client, "http://localhost/wall?layers=houses")
     every = [c["props"]["id"] for c in _components(layout) if "id" in c["props"]]
     for cid in (ids.MAP_HOUSES, ids.MAP_KEYPOP, ids.MAP_VEHICLES, ids.MAP_FACILITIES):
@@ -196,13 +201,13 @@ def test_wall039_asset_layers_are_made_in_the_browser_not_in_the_layout(make_ser
     assert templates["houses"]["props"]["pointToLayer"] == {"variable": "wallMap.assetPoint"}
 
 
-def test_wall040_legend_is_one_component_of_plain_elements(make_services, embedded_redis, tmp_path):
+def test_wall040_legend_is_one_component_of_plain_elements(stack, make_services):
     from dash import html
 
     from dashboard import ids
     from dashboard.components import Elements
 
-    client = _seeded_client(make_services, embedded_redis, tmp_path)
+    client = _seeded_client(stack, make_services)
     layout = _layout(client, "http://localhost/wall")
     legend = _find(layout, ids.MAP_LEGEND)
     assert legend["namespace"] == "dashboard" and legend["type"] == "Elements"
@@ -235,15 +240,46 @@ def test_wall041_clustered_layers_hold_groups_of_streets():
     assert event_groups(["370202001", "370202002"], big) == {"370202001": ["370202001"], "370202002": ["370202002"]}
 
 
-def test_wall042_a_jurisdiction_loaded_as_one_part_gets_one_group(make_services, embedded_redis, tmp_path):
+def test_wall042_a_jurisdiction_loaded_as_one_part_gets_one_group(stack, make_services):
     # no streets (an empty store), or more than MAX_PARTS: the wall is one part, scope ""
     from callbacks.wall import build_config
     from dashboard import ids
 
-    services = make_services(f"sqlite:///{tmp_path / 'p.db'}", embedded_redis.url)
+    services = make_services(*stack)
     cfg = build_config(services, "", "zh", {})
     assert cfg["parts"] == [""] and cfg["groups"] == {"": [""]}
     from dashboard.app import create_app
 
     layout = _layout(create_app(services.settings, services).server.test_client(), "http://localhost/wall")
     assert _find(layout, f"{ids.MAP_EVENTS}-") is not None
+
+
+def test_wall047_a_street_wall_is_sent_nothing_of_another_street(stack, make_services):
+    # /_dash-layout carries the wall's config; its rotation list held the sibling streets' codes
+    import json
+
+    from callbacks.wall import build_config
+    from dashboard import ids
+
+    from . import feed_support as F
+
+    client = _seeded_client(stack, make_services)
+    others = [r for r in F.regions() if r.level in ("street", "community", "grid") and not r.code.startswith(F.STREET)]
+    assert others
+    for query in ("", "&rotate=60", "&rotate=60&within=370202001", "&within=37"):
+        layout = _layout(client, f"http://localhost/wall?scope={F.STREET}{query}")
+        config = _find(layout, ids.WALL_CONFIG)["props"]["data"]
+        assert config["scope"] == F.STREET and config["rotation"] == [] and config["within"] == F.STREET
+        body = json.dumps(layout, ensure_ascii=False)
+        for r in others:
+            assert r.code not in body and r.name not in body, (query, r.code)
+    # a district wall rotates through its streets, and a street it rotated to keeps that list
+    # because the URL says so (?within=, written by live.js when it rotates)
+    services = make_services(*stack)
+    district = build_config(services, "", "zh", {"rotate": "60"})
+    assert district["rotation"] == [F.STREET, F.OTHER_STREET] and district["within"] == ""
+    for within in ("", F.DISTRICT):
+        rotated = build_config(services, F.STREET, "zh", {"rotate": "60", "within": within})
+        assert rotated["rotation"] == [F.STREET, F.OTHER_STREET] and rotated["within"] == within
+    # ?within= that does not contain the scope is ignored
+    assert build_config(services, F.STREET, "zh", {"within": F.OTHER_STREET})["rotation"] == []
