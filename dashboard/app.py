@@ -30,6 +30,7 @@ CALLBACK_MODULES = (
     "callbacks.router",
     "callbacks.wall",
     "callbacks.panels",
+    "callbacks.briefing",
 )
 
 

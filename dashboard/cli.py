@@ -166,6 +166,7 @@ COMMANDS: dict[str, Command] = {
     "consume": Command("run the feed consumer (stream -> store -> screens)", _consume_args, _consume),
     "simulate": Command("feed a realistic live district into the stream", _simulate_args, _simulate),
     "settings": Command("print the settings table (markdown)", lambda p: None, _settings, common=False),
+    "briefing": module_command("write a weekly briefing: charts, PDF, XLSX, summary, ZIP", "dashboard.briefing.cli"),
 }
 
 

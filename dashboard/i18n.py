@@ -111,6 +111,21 @@ TEXT: dict[str, tuple[str, str]] = {
                         "Invalid scope code: {scope} (expected a region code of 6 to 24 digits)"),
     "panel_no_data": ("暂无数据", "No data"),
     "panel_error": ("指标暂不可用", "Figures unavailable"),
+    # --- the weekly briefing page (layouts/briefing.py) ---
+    "briefing_title": ("周报", "Weekly briefing"),
+    "briefing_scope": ("范围", "Scope"),
+    "briefing_week": ("周次", "Week"),
+    "briefing_make": ("生成周报", "Make the briefing"),
+    "briefing_generating": ("正在生成周报…", "Making the briefing…"),
+    "briefing_summary": ("摘要", "Summary"),
+    "briefing_charts": ("图表", "Charts"),
+    "briefing_downloads": ("下载", "Downloads"),
+    "briefing_zip": ("全部文件（ZIP）", "All files (ZIP)"),
+    "briefing_pdf": ("PDF 文档", "PDF document"),
+    "briefing_xlsx": ("Excel 工作簿", "Excel workbook"),
+    "briefing_text": ("摘要文本", "Summary text"),
+    "briefing_font": ("嵌入字体：{font}", "Embedded font: {font}"),
+    "briefing_error": ("无法生成周报：{error}", "The briefing could not be made: {error}"),
 }
 
 

@@ -55,3 +55,10 @@ PANEL_PATCHED = "panel-patched"      # Store: output of the clientside patch (as
 def panel(name: str) -> str:
     """The section of one wall panel (layouts.panels.LEFT / RIGHT names), refilled on its own."""
     return f"panel-{name}"
+
+
+# --- The weekly briefing page (layouts/briefing.py, callbacks/briefing.py) ---
+BRIEFING = "briefing"
+BRIEFING_FORM = "briefing-form"          # a plain GET form: choosing reloads /briefing?scope=&week=
+BRIEFING_REQUEST = "briefing-request"    # Store: {scope, week, lang} the page was opened with
+BRIEFING_PREVIEW = "briefing-preview"    # filled with the summary, the charts and the downloads

@@ -1,0 +1,105 @@
+"""The /briefing page and its files.
+
+The page is rendered from its query (``scope``, ``week``, ``lang``); its one callback makes the
+briefing (dashboard.briefing.build, the same code as ``python -m dashboard briefing``) into
+VAR_DIR/briefings/ and fills the preview; the files are served from there by
+``/briefing/files/<briefing>/<file>``. A briefing asked for again within a minute is not made
+again. Scope: any region in the store, until sign-in brings roles (then the viewer's scope must
+contain the briefing's, checked here for the page and the files alike).
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import flask
+from dash import Input, Output
+from sqlalchemy import select
+
+from dashboard import ids, kpi
+from dashboard.briefing import BriefingError, build, fonts
+from dashboard.briefing import week as weeks
+from dashboard.briefing.words import w
+from dashboard.i18n import pick_lang, t
+from dashboard.store.schema import region
+from layouts.briefing import briefing_page, error, preview
+
+STEM = re.compile(r"^briefing-\d{6,24}-\d{4}-W\d{2}(-en)?$")
+WEEKS_SHOWN = 26
+REUSE_S = 60.0
+
+
+def folder(services) -> Path:
+    return Path(services.settings.var_path) / "briefings"
+
+
+def scopes(services) -> list[dict]:
+    with services.engine.connect() as conn:
+        rows = conn.execute(select(region.c.code, region.c.name, region.c.level)
+                            .where(region.c.level.in_(("district", "street", "community")))
+                            .order_by(region.c.code)).mappings().all()
+    return [dict(r) for r in rows]
+
+
+def page(services, query: dict, lang: str):
+    tz = services.settings.timezone
+    today = kpi.local_date(datetime.now(timezone.utc), tz)
+    listed = [weeks.of_day(today - timedelta(days=7 * i)).iso for i in range(WEEKS_SHOWN + 1)]
+    options = scopes(services)
+    default = next((s["code"] for s in options if s["level"] == "district"), options[0]["code"] if options else "")
+    chosen = {"scope": query.get("scope") or default, "week": query.get("week") or listed[1], "lang": lang}
+    return briefing_page(options, listed, chosen, lang)
+
+
+def make(services, scope: str, week: str, lang: str) -> build.Briefing:
+    """The briefing's files (made at most once a minute per scope, week and language)."""
+    tz = services.settings.timezone
+    wk = weeks.resolve(week, datetime.now(timezone.utc), tz)
+    key = build.stem(scope, wk.iso, lang)
+    return services.shared("briefing", key, lambda: build.make(services.engine, scope, wk, folder(services),
+                                                               tz=tz, lang=lang), ttl_s=REUSE_S)
+
+
+def files_url(b: build.Briefing, rel: str) -> str:
+    return f"/briefing/files/{b.stem}/{rel}"
+
+
+def result(b: build.Briefing, lang: str) -> dict:
+    f = b.figures
+    files = [{"key": "zip", "label": t("briefing_zip", lang)}, {"key": "pdf", "label": t("briefing_pdf", lang)},
+             {"key": "xlsx", "label": t("briefing_xlsx", lang)}, {"key": "summary", "label": t("briefing_text", lang)}]
+    for item in files:
+        path = b.files[item["key"]]
+        item.update(url=files_url(b, path.name), name=path.name)
+    charts = [{"title": title, "stem": b.stem, **{k: files_url(b, f"charts/{name}{suffix}")
+                                                  for k, suffix in (("png", ".png"), ("png2x", "@2x.png"), ("svg", ".svg"))}}
+              for name, title in b.chart_titles]
+    title = f"{w('title', lang)} · {f['scope']['name']}（{f['scope']['code']}）· {f['week']['iso']}" if lang != "en" \
+        else f"{w('title', lang)} · {f['scope']['name']} ({f['scope']['code']}) · {f['week']['iso']}"
+    return {"title": title, "summary": b.summary, "font": fonts.font().describe(lang), "files": files, "charts": charts}
+
+
+def register(app, services) -> None:
+    from callbacks.router import PAGES
+
+    PAGES["/briefing"] = page
+
+    @app.server.route("/briefing/files/<stem>/<path:name>")
+    def briefing_file(stem: str, name: str):
+        if not STEM.match(stem):
+            flask.abort(404)
+        # a chart keeps its briefing's name when saved (trend.png alone says too little)
+        saved = f"{stem}-{name.rsplit('/', 1)[-1]}" if "/" in name else name
+        return flask.send_from_directory(folder(services) / stem, name, as_attachment=True, download_name=saved,
+                                         max_age=0)
+
+    @app.callback(Output(ids.BRIEFING_PREVIEW, "children"), Input(ids.BRIEFING_REQUEST, "data"))
+    def make_preview(req):
+        req = req or {}
+        lang = pick_lang(req.get("lang"), services.settings.ui_lang)
+        try:
+            b = make(services, str(req.get("scope") or ""), str(req.get("week") or ""), lang)
+        except BriefingError as exc:
+            return error(str(exc), lang)
+        return preview(result(b, lang), lang)
