@@ -24,7 +24,7 @@ from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Iterable
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, distinct, func, literal_column, or_, select
+from sqlalchemy import and_, case, func, literal_column, or_, select
 from sqlalchemy.engine import Connection, Engine
 
 from .domain import CATEGORIES, CODE_WIDTH, EVENT_LEVELS, OPEN_STATES, SOURCES
@@ -362,33 +362,42 @@ def sanling(bind, scope: str | None, start: datetime, end: datetime) -> dict:
 
 
 def grid_measures(bind, scope: str | None, now: datetime, tz, stats: list | None = None) -> dict[str, dict]:
-    """Per grid in scope, for the map's choropleth:
-    {grid_code: {"open", "overdue", "per_1000", "hazards"}}; per_1000 is events
-    reported over the last PER_1000_DAYS local days per 1,000 residents (None
-    when the grid has no residents on record)."""
+    """Per grid in scope, every one, in code order: what the map colours and its popup says.
+
+    {grid_code: {"open", "overdue", "hazards", "per_1000", "patrolled"}}
+      open       events in an open state now
+      overdue    open events past their deadline now (no deadline: never overdue)
+      hazards    hazards open now (under rectification)
+      per_1000   ``grid_per_1000`` over the last PER_1000_DAYS local days, today
+                 included: events reported per 1,000 residents on record; None when
+                 the grid has no residents (a school or market grid has no rate, not 0)
+      patrolled  True when the grid had a patrol check-in today (the local day of
+                 ``now``): the grids ``patrols`` counts as covered
+
+    ``stats``: an ``open_grid_stats`` result of the same moment, to reuse.
+    ``dashboard.wall_data.grid_measures`` shapes this for the map (arrays in grid
+    order); it computes nothing of its own.
+    """
     now = _aware(now)
-    width = CODE_WIDTH["grid"]
-    start, end = days_bounds(now, tz, PER_1000_DAYS)
-    ev_unit = _prefix(event.c.grid_code, width).label("u")
-    hz_unit = _prefix(hazard.c.grid_code, width).label("u")
+    hz_unit = _prefix(hazard.c.grid_code, CODE_WIDTH["grid"]).label("u")
     with _Bind(bind) as conn:
-        grids = conn.execute(select(region.c.code, region.c.population).where(
-            in_scope(region.c.code, scope), region.c.level == "grid")).all()
-        opened = _fold(stats if stats is not None else open_grid_stats(conn, scope, now), width)
-        recent = dict(conn.execute(
-            select(ev_unit, func.count()).where(in_scope(event.c.grid_code, scope),
-                                                _in_period(event.c.reported_at, start, end))
-            .group_by(ev_unit)).all())
+        rated = grid_per_1000(conn, scope, *days_bounds(now, tz, PER_1000_DAYS))
+        opened = _fold(stats if stats is not None else open_grid_stats(conn, scope, now), CODE_WIDTH["grid"])
         hazards = dict(conn.execute(
             select(hz_unit, func.count()).where(hazard.c.state == "open", in_scope(hazard.c.grid_code, scope))
             .group_by(hz_unit)).all())
+        patrolled = patrolled_grids(conn, scope, *day_bounds(now, tz))
     out = {}
-    for code, population in grids:
+    for code in sorted(rated):
         n_open, n_over = opened.get(code, (0, 0))
-        n_recent = int(recent.get(code, 0))
         out[code] = {"open": n_open, "overdue": n_over, "hazards": int(hazards.get(code, 0)),
-                     "per_1000": round(n_recent * 1000.0 / population, 2) if population else None}
+                     "per_1000": rated[code]["per_1000"], "patrolled": code in patrolled}
     return out
+
+
+def per_1000(count: int, residents: int | None) -> float | None:
+    """``count`` per 1,000 residents, to 0.01; None (no rate, never 0) when there are no residents."""
+    return round(count * 1000.0 / residents, 2) if residents else None
 
 
 # --- people and things --------------------------------------------------------
@@ -409,18 +418,27 @@ def staff_on_duty(bind, scope: str | None, now: datetime) -> dict:
             "online_staff": online.get("staff", 0), "online_vehicles": online.get("vehicle", 0)}
 
 
-def patrols(bind, scope: str | None, start: datetime, end: datetime) -> dict:
-    """Patrol check-ins in [start, end), the grids they covered, and coverage
-    (grids with at least one check-in / grids in scope)."""
-    width = CODE_WIDTH["grid"]
+def patrolled_grids(bind, scope: str | None, start: datetime, end: datetime) -> set[str]:
+    """Grids in scope with at least one patrol check-in in [start, end): the covered grids
+    of ``patrols`` and the map's "patrolled today" outline."""
+    unit = _prefix(patrol.c.grid_code, CODE_WIDTH["grid"]).label("u")
     with _Bind(bind) as conn:
-        done, grids_done, issues = conn.execute(
-            select(func.count(), func.count(distinct(_prefix(patrol.c.grid_code, width))),
-                   func.coalesce(func.sum(patrol.c.issues), 0))
+        return {u for (u,) in conn.execute(
+            select(unit).where(in_scope(patrol.c.grid_code, scope), _in_period(patrol.c.at, start, end))
+            .group_by(unit)).all()}
+
+
+def patrols(bind, scope: str | None, start: datetime, end: datetime) -> dict:
+    """Patrol check-ins in [start, end), the grids they covered (``patrolled_grids``), and
+    coverage (grids with at least one check-in / grids in scope)."""
+    with _Bind(bind) as conn:
+        done, issues = conn.execute(
+            select(func.count(), func.coalesce(func.sum(patrol.c.issues), 0))
             .where(in_scope(patrol.c.grid_code, scope), _in_period(patrol.c.at, start, end))).one()
+        grids_done = len(patrolled_grids(conn, scope, start, end))
         total = conn.execute(select(func.count()).select_from(region).where(
             in_scope(region.c.code, scope), region.c.level == "grid")).scalar_one()
-    return {"patrols": int(done), "grids_patrolled": int(grids_done), "grids_total": int(total),
+    return {"patrols": int(done), "grids_patrolled": grids_done, "grids_total": int(total),
             "issues": int(issues), "coverage": _rate(grids_done, total)["rate"]}
 
 
@@ -568,8 +586,7 @@ def grid_per_1000(bind, scope: str | None, start: datetime, end: datetime) -> di
     out = {}
     for code, pop in grids:
         n = int(counts.get(code, 0))
-        out[code] = {"events": n, "population": int(pop or 0),
-                     "per_1000": round(n * 1000.0 / pop, 2) if pop else None}
+        out[code] = {"events": n, "population": int(pop or 0), "per_1000": per_1000(n, pop)}
     return out
 
 
@@ -645,6 +662,6 @@ def wall_figures(bind, scope: str | None, now: datetime, tz, slow: dict | None =
 __all__: Iterable[str] = (
     "zone", "local_date", "day_start", "day_bounds", "days_bounds", "week_bounds", "child_width",
     "flow_counts", "open_grid_stats", "open_counts", "rates", "ranking_closed", "rank_units", "slow_figures", "events_by", "daily_trend", "ranking", "sanling",
-    "grid_measures", "staff_on_duty", "patrols", "hazard_counts", "population", "houses",
+    "grid_measures", "per_1000", "patrolled_grids", "staff_on_duty", "patrols", "hazard_counts", "population", "houses",
     "period_summary", "wall_figures",
 )

@@ -12,18 +12,17 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import shapely
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.engine import Engine
 
+from . import kpi
 from .domain import CLOSED_STATES, OPEN_STATES
 from .geo.coords import wgs84_to_gcj02
-from .store.aggregate import keyed, listed
 from .store.schema import (
-    KEY_POPULATION_COLUMNS, building, event, facility, hazard, house, patrol, position,
+    KEY_POPULATION_COLUMNS, building, event, facility, hazard, house, position,
     region, resident_summary, vehicle,
 )
 from .store.scope import in_scope
@@ -31,6 +30,7 @@ from .store.scope import in_scope
 QUANT = 100_000  # 1e-5 degree steps, about 1.1 m at Qingdao's latitude
 LEVELS = ("district", "street", "community", "grid")
 MEASURES = ("open", "overdue", "per1000", "hazards")
+KPI_KEYS = {"per1000": "per_1000"}  # the map's measure id -> kpi.grid_measures' key
 POINT_LAYERS = ("events", "hazards", "positions", "houses", "keypop", "vehicles", "facilities")
 CRSS = ("wgs84", "gcj02")
 
@@ -153,55 +153,27 @@ def streets_of(engine: Engine, scope: str | None) -> list[tuple[str, str]]:
 
 def grid_measures(engine: Engine, scope: str | None, now: datetime | None = None,
                   tz: str = "Asia/Shanghai") -> dict:
-    """Per-grid values, as arrays in grid-code order, for every measure.
+    """``dashboard.kpi.grid_measures`` shaped for the map: one array per measure in grid-code
+    order (the order of ``regions_geojson``'s ``i``), plus the legend's class breaks and ``n``.
 
-    open: open events; overdue: open events past their deadline; per1000:
-    events reported in the last 30 days per 1,000 residents; hazards: hazards
-    still under rectification; patrolled: 1 when the grid had a patrol
-    check-in today (jurisdiction time zone).
+    The figures and their definitions are kpi's (docs/kpi.md); here they are only
+    rearranged: ``per1000`` keeps kpi's None (no residents on record: no rate, drawn in
+    the "no data" colour and written "—"), ``patrolled`` becomes 1/0.
     """
     now = now or datetime.now(timezone.utc)
-    day_start = datetime.now(ZoneInfo(tz)).replace(hour=0, minute=0, second=0, microsecond=0)
-    with engine.connect() as conn:
-        population = keyed(conn, select(region.c.code, region.c.population)
-                           .where(region.c.level == "grid", in_scope(region.c.code, scope)))
-        grids = sorted(population)
-        index = {c: i for i, c in enumerate(grids)}
-        n = len(grids)
-        out = {m: [0] * n for m in ("open", "overdue", "recent", "hazards", "patrolled")}
-        open_state = event.c.state.in_(OPEN_STATES)
-        late = func.sum(case((and_(event.c.deadline_at.is_not(None), event.c.deadline_at < now), 1), else_=0))
-        for g, (k, overdue) in keyed(conn, select(event.c.grid_code, func.count(), late)
-                                     .where(open_state, in_scope(event.c.grid_code, scope))
-                                     .group_by(event.c.grid_code)).items():
-            if g in index:
-                out["open"][index[g]] = int(k)
-                out["overdue"][index[g]] = int(overdue or 0)
-        for g, k in keyed(conn, select(event.c.grid_code, func.count())
-                          .where(event.c.reported_at >= now - timedelta(days=30),
-                                 in_scope(event.c.grid_code, scope)).group_by(event.c.grid_code)).items():
-            if g in index:
-                out["recent"][index[g]] = int(k)
-        for g, k in keyed(conn, select(hazard.c.grid_code, func.count())
-                          .where(hazard.c.state == "open", in_scope(hazard.c.grid_code, scope))
-                          .group_by(hazard.c.grid_code)).items():
-            if g in index:
-                out["hazards"][index[g]] = int(k)
-        for g in listed(conn, select(patrol.c.grid_code).distinct()
-                        .where(patrol.c.at >= day_start, in_scope(patrol.c.grid_code, scope))):
-            if g in index:
-                out["patrolled"][index[g]] = 1
-    pops = [int(population[g] or 0) for g in grids]
-    out["per1000"] = [round(1000.0 * r / p, 1) if p > 0 else 0 for r, p in zip(out.pop("recent"), pops)]
+    per_grid = kpi.grid_measures(engine, scope, now, tz)
+    grids = sorted(per_grid)
+    out: dict = {m: [per_grid[g][KPI_KEYS.get(m, m)] for g in grids] for m in MEASURES}
+    out["patrolled"] = [1 if per_grid[g]["patrolled"] else 0 for g in grids]
     out["breaks"] = {m: breaks(out[m], integer=m != "per1000") for m in MEASURES}
-    out["n"] = n
+    out["n"] = len(grids)
     return out
 
 
 def breaks(values, classes: int = 5, integer: bool = True) -> list:
-    """Upper bounds of the colour classes above zero (quantiles of the positive values);
-    whole numbers for counts, so the legend never says "0–8.6 events"."""
-    pos = np.asarray([v for v in values if v > 0], dtype=float)
+    """Upper bounds of the colour classes above zero (quantiles of the positive values; a None,
+    no value, is in no class); whole numbers for counts, so the legend never says "0–8.6 events"."""
+    pos = np.asarray([v for v in values if v is not None and v > 0], dtype=float)
     if not pos.size:
         return [1]
     qs = np.quantile(pos, np.linspace(0, 1, classes + 1)[1:])
@@ -315,9 +287,12 @@ def open_hazards(engine: Engine, scope: str | None, crs: str = "wgs84") -> dict:
                     dict_cols={"g": list(cols[3]), "kind": list(cols[4]), "st": list(cols[5])}, group="g")
 
 
-def positions(engine: Engine, scope: str | None, crs: str = "wgs84", max_age_s: int = 3600) -> dict:
-    """Latest positions of on-duty workers and patrol vehicles seen in the last hour."""
-    since = datetime.now(timezone.utc) - timedelta(seconds=max_age_s)
+def positions(engine: Engine, scope: str | None, crs: str = "wgs84",
+              max_age: timedelta = kpi.ONLINE_WINDOW) -> dict:
+    """Latest positions of the workers and patrol vehicles out now: pinged within
+    ``kpi.ONLINE_WINDOW``, the window of the panels' "out now" counts (kpi.staff_on_duty),
+    so the map shows the workers the panel counts."""
+    since = datetime.now(timezone.utc) - max_age
     stmt = (select(position.c.actor_id, position.c.lon, position.c.lat, position.c.actor_kind,
                    position.c.grid_code, position.c.at)
             .where(in_scope(position.c.grid_code, scope), position.c.at >= since)

@@ -24,6 +24,7 @@ WORKER = "#009E73"
 VEHICLE = "#FFFFFF"
 # The canvas symbols' colours (map.js symbolStyle), the same the legend shows.
 SYMBOL_COLOURS = {"hazard": HAZARD, "late": OVERDUE, "staff": WORKER, "vehicle": VEHICLE}
+NO_DATA = "#9a9a9a"  # a grid with no value for the measure (per1000 without residents); map.js W.NO_DATA
 MEASURES = ("open", "overdue", "per1000", "hazards")
 # Clusters only between the map's lowest zoom and street level: fewer levels to index.
 CLUSTER = {"radius": 56, "minZoom": 9, "maxZoom": 16}
@@ -136,6 +137,8 @@ def legend(measure: str, breaks_by_measure: dict, lang: str) -> list:
     bounds = breaks_by_measure.get(measure) or [1]
     rows = [html.Div(t(f"map_measure_{measure}", lang), className="legend-title")]
     rows.append(_swatch("legend-fill", "rgba(120,140,160,0.12)", t("map_legend_none", lang) + " · 0"))
+    if measure == "per1000":  # kpi.grid_measures: a grid without residents has no rate, drawn apart from 0
+        rows.append(_swatch("legend-fill legend-no-data", NO_DATA, t("map_legend_no_rate", lang)))
     lo = 0
     for i, hi in enumerate(bounds):
         colour = VIRIDIS[class_colour_index(i, len(bounds))]
@@ -145,7 +148,7 @@ def legend(measure: str, breaks_by_measure: dict, lang: str) -> list:
     rows.append(html.Div(t("map_legend_level", lang), className="legend-title"))
     for lvl, colour in LEVEL_COLOURS.items():
         rows.append(_swatch("legend-dot", colour, f"L{lvl}"))
-    rows.append(_swatch("legend-dot legend-overdue", "#333", t("map_legend_overdue", lang)))
+    rows.append(_swatch("legend-dot legend-overdue", "#333", t("map_legend_overdue_natural", lang)))
     rows.append(_swatch("legend-tri", HAZARD, t("map_legend_hazard", lang)))
     rows.append(_swatch("legend-dot", WORKER, t("map_legend_worker", lang)))
     rows.append(_swatch("legend-sq", VEHICLE, t("map_legend_vehicle", lang)))

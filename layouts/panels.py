@@ -60,9 +60,10 @@ def _rate(data: dict, name: str):
 
 # --- building blocks -----------------------------------------------------------
 
-def _tile(value: str, text: str, kind: str = "", key: str = "") -> html.Div:
+def _tile(value: str, text: str, kind: str = "", key: str = "", title: str | None = None) -> html.Div:
     cls = "pn-tile" + (f" pn-tile--{kind}" if kind else "")
-    return html.Div(className=cls, **({"data-kpi": key} if key else {}), children=[
+    extra = {**({"data-kpi": key} if key else {}), **({"title": title} if title else {})}
+    return html.Div(className=cls, **extra, children=[
         html.Div(value, className="pn-value"),
         html.Div(text, className="pn-label"),
     ])
@@ -93,7 +94,9 @@ def header_figures(data: dict, lang: str = "zh") -> html.Div:
         _tile(fmt_int(today.get("registered"), lang), t("kpi_registered", lang), key="registered"),
         _tile(fmt_int(today.get("closed"), lang), t("kpi_closed", lang), key="closed"),
         _tile(fmt_int(today.get("open"), lang), t("kpi_open", lang), key="open"),
-        _tile(fmt_int(overdue, lang), t("kpi_overdue", lang), "alert" if overdue else "", key="overdue"),
+        # deadlines are apply.deadline_for's natural hours until the case engine counts working time
+        _tile(fmt_int(overdue, lang), t("kpi_overdue", lang), "alert" if overdue else "", key="overdue",
+              title=t("kpi_deadline_note", lang)),
         _tile(fmt_pct(_rate(data, "response_rate"), lang), t("kpi_response_rate", lang), key="response_rate"),
         _tile(fmt_pct(_rate(data, "on_time_rate"), lang), t("kpi_on_time_rate", lang), key="on_time_rate"),
     ])
@@ -136,7 +139,8 @@ def panels_left(data: dict, lang: str = "zh") -> html.Div:
 def ranking_panel(data: dict, lang: str = "zh") -> html.Section:
     level = data.get("ranking_level", "street")
     rows = data.get("ranking", [])
-    head = html.Tr([html.Th(t(k, lang), className=f"pn-col-{k[4:]}")
+    head = html.Tr([html.Th(t(k, lang), className=f"pn-col-{k[4:]}",
+                            **({"title": t("kpi_deadline_note", lang)} if k in ("col_overdue", "col_on_time") else {}))
                     for k in ("col_rank", "col_name", "col_open", "col_overdue", "col_on_time")])
     body = [html.Tr(className="pn-row" + (" pn-row--alert" if r["overdue"] else ""), children=[
         html.Td(str(r["rank"]), className="pn-col-rank"),

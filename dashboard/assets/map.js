@@ -87,6 +87,7 @@
   };
 
   // --- grids: choropleth --------------------------------------------------------------
+  W.NO_DATA = "#9a9a9a";  // grids with no value (no residents: no rate); the legend's "no data" swatch
   W.classColour = function (v, b) {
     let i = 0;
     while (i < b.length - 1 && v > b[i]) i++;
@@ -95,10 +96,13 @@
     return pal[k];
   };
 
+  // null: the grid has no value for this measure (per1000 of a grid without residents: no rate)
   function gridValue(code, i, measure) {
     const arr = W.values && W.values[measure || W.measure];
-    return arr ? (arr[i] || 0) : 0;
+    if (!arr) return 0;
+    return arr[i] === null ? null : (arr[i] || 0);
   }
+  function shownValue(v) { return v === null ? "\u2014" : String(v); }
   // Features carry their index within their part; the measure arrays span the whole scope.
   function globalIndex(p) {
     const offsets = (W.cfg && W.cfg.offsets) || {};
@@ -109,9 +113,9 @@
     const gi = globalIndex(p);
     const v = gridValue(p.c, gi);
     const b = (W.breaks && W.breaks[W.measure]) || [1];
-    const out = v > 0
-      ? { fillColor: W.classColour(v, b), fillOpacity: 0.62 }
-      : { fillColor: "#7890a0", fillOpacity: 0.10 };
+    const out = v === null ? { fillColor: W.NO_DATA, fillOpacity: 0.55 }
+      : v > 0 ? { fillColor: W.classColour(v, b), fillOpacity: 0.62 }
+        : { fillColor: "#7890a0", fillOpacity: 0.10 };
     out.color = "#6d8196"; out.weight = 0.7; out.opacity = 0.85; out.fill = true;
     if (W.drillCode && p.c.indexOf(W.drillCode) !== 0) {
       out.fillOpacity *= 0.25; out.opacity = 0.25;
@@ -138,7 +142,7 @@
     const box = el("div", "grid-tip");
     box.appendChild(el("div", "tip-title", p.n));
     box.appendChild(el("div", "", W.chain(p.c)));
-    box.appendChild(el("div", "", ui("map_measure_" + W.measure) + ": " + gridValue(p.c, globalIndex(p))));
+    box.appendChild(el("div", "", ui("map_measure_" + W.measure) + ": " + shownValue(gridValue(p.c, globalIndex(p)))));
     if (!W.tip) W.tip = L.tooltip({ sticky: true, className: "wall-tooltip", direction: "top", offset: [0, -8] });
     W.tip.setContent(box).setLatLng(e.latlng);
     if (W.map) W.tip.addTo(W.map);
@@ -295,7 +299,7 @@
         info.appendChild(el("div", "tip-title", W.gridNames[d] || d));
         info.appendChild(el("div", "info-code", d));
         ["open", "overdue", "per1000", "hazards"].forEach(function (m) {
-          info.appendChild(el("div", "", ui("map_measure_" + m) + ": " + gridValue(d, i, m)));
+          info.appendChild(el("div", "", ui("map_measure_" + m) + ": " + shownValue(gridValue(d, i, m))));
         });
       }
     }

@@ -648,3 +648,28 @@ def test_wall021_a_4k_wall_clusters_like_a_1080p_one(city, server, browser):
         assert severe_logs(d) == []
     assert drawn[1920] > 3
     assert drawn[3840] <= 1.5 * drawn[1920], drawn
+
+
+def test_wall062_a_grid_without_residents_has_no_rate_not_zero(city, server, browser):
+    # kpi.grid_measures: a grid with no residents on record (a school, a market) has no events
+    # per 1,000 residents. The map draws it in the legend's "no data" grey and writes "—",
+    # where it used to draw and write 0 like a grid with residents and no events.
+    from dashboard.store.schema import region
+    from layouts.map import NO_DATA
+
+    school = city.grids(STREET)[0]
+    with city.svc.engine.begin() as conn:
+        conn.execute(region.update().where(region.c.code == school).values(
+            population=0, updated_at=datetime.now(timezone.utc)))
+    d = browser()
+    open_wall(d, server.url + "/wall?measure=per1000")
+    assert d.execute_script(f"return wallMap.values.per1000[wallMap.gridIndex['{school}']]") is None
+    wait_for(d, f"wallMap.grids['{school}'].options.fillColor === '{NO_DATA}'", 10)
+    others = d.execute_script(f"return Object.keys(wallMap.grids).filter(c => c !== '{school}')"
+                              ".map(c => wallMap.grids[c].options.fillColor)")
+    assert len(others) == len(city.grids()) - 1 and NO_DATA not in others
+    assert "无常住人口 · 无比率 —" in d.find_element(By.ID, "map-legend").text
+    d.execute_script(f"wallMap.setDrill('{school}')")
+    wait_for(d, "document.getElementById('map-info').textContent.indexOf('每千人事件(30天): —') >= 0", 10)
+    assert "在办事件: " in d.find_element(By.ID, "map-info").text  # the other measures still read as numbers
+    assert severe_logs(d) == []

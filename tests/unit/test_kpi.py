@@ -207,6 +207,11 @@ def test_kpi009_sanling(engine):
 
 
 def test_kpi010_grid_measures(engine, world):
+    from dashboard.store.schema import patrol
+    idle = "370202002001001"  # no check-in today: the patrolled flag has a False to show
+    with engine.begin() as conn:
+        conn.execute(patrol.delete().where(patrol.c.grid_code == idle, patrol.c.at >= T0))
+    world.patrols = [p for p in world.patrols if not (p["grid_code"] == idle and p["at"] >= T0)]
     m = kpi.grid_measures(engine, None, NOW, TZ)
     assert set(m) == set(GRIDS)
     start = local_midnight_utc(TODAY - timedelta(days=29))
@@ -215,9 +220,17 @@ def test_kpi010_grid_measures(engine, world):
         opened = [e for e in ev if e["state"] in OPEN_STATES]
         recent = sum(1 for e in ev if within(e["reported_at"], start, T1))
         hz = sum(1 for h in world.hazards if h["grid_code"] == code and h["state"] == "open")
+        patrolled = any(p["grid_code"] == code and within(p["at"], T0, T1) for p in world.patrols)
         assert m[code] == {"open": len(opened), "overdue": sum(1 for e in opened if e["deadline_at"]
                                                                and e["deadline_at"] < NOW),
-                           "hazards": hz, "per_1000": round(recent * 1000 / pop, 2) if pop else None}
+                           "hazards": hz, "per_1000": round(recent * 1000 / pop, 2) if pop else None,
+                           "patrolled": patrolled}
+    assert m["370202001002001"]["per_1000"] is None  # no residents: no rate, never 0
+    assert {m[g]["patrolled"] for g in GRIDS} == {True, False}  # the check can tell them apart
+    # the same covered grids as the patrols figure, and the same per-1,000 as the briefing's
+    assert sum(v["patrolled"] for v in m.values()) == kpi.patrols(engine, None, T0, T1)["grids_patrolled"]
+    rated = kpi.grid_per_1000(engine, None, *kpi.days_bounds(NOW, TZ, kpi.PER_1000_DAYS))
+    assert {g: v["per_1000"] for g, v in m.items()} == {g: v["per_1000"] for g, v in rated.items()}
     json.dumps(m)
 
 

@@ -8,15 +8,16 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 import shapely
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from dashboard import synthetic_city as sc
-from dashboard import wall_data
+from dashboard import kpi, wall_data
 from dashboard.app import create_app
 from dashboard.geo.coords import wgs84_to_gcj02
-from dashboard.store.schema import event, hazard, house, resident_summary
+from dashboard.store.schema import event, hazard, house, patrol, region, resident_summary
 
 STREET = "370202002"
+TZ = "Asia/Shanghai"
 
 
 @pytest.fixture
@@ -25,6 +26,13 @@ def city(stack, make_services):
     rows = sc.city_regions(streets=3, communities=2, grids=4)
     sc.insert_regions(svc.engine, rows)
     events = sc.insert_events(svc.engine, rows, 120, open_share=0.75)
+    # Reports carry a reporter (a pseudonymous id, as the APIs store it), so a check that the
+    # reporter never leaves the server has something to find if it did.
+    for e in events:
+        e["reporter"] = f"rep-{e['id']}-13800138000"
+    with svc.engine.begin() as conn:
+        conn.execute(event.update().where(event.c.id == bindparam("eid")).values(reporter=bindparam("rep")),
+                     [{"eid": e["id"], "rep": e["reporter"]} for e in events])
     hazards = sc.insert_hazards(svc.engine, rows, 12)
     sc.insert_positions(svc.engine, rows, 15)
     sc.insert_assets(svc.engine, rows, 60)
@@ -152,24 +160,79 @@ def test_wall005_gcj02_shifts_points_and_regions_consistently(city):
     assert np.allclose(b[:, 0], sx, atol=2e-6) and np.allclose(b[:, 1], sy, atol=2e-6)
 
 
+def local_noon(t: datetime) -> datetime:
+    """Noon of t's local day (Asia/Shanghai, no DST): hours away from either midnight."""
+    day = kpi.local_date(t, TZ)
+    return kpi.day_start(day, TZ) + timedelta(hours=12)
+
+
+def patrol_rows(grids_at: list[tuple[str, datetime]]) -> list[dict]:
+    return [{"id": f"pw{i:04d}", "staff_code": f"stf{i:05d}", "grid_code": g, "at": at,
+             "checklist": '{"elevator":"ok"}', "issues": 0} for i, (g, at) in enumerate(grids_at)]
+
+
 def test_wall006_grid_measures_match_the_rows(city):
     svc, rows, events, hazards, _ = city
-    now = datetime.now(timezone.utc)
-    sc.insert_patrols(svc.engine, [r.code for r in rows if r.level == "grid"][:3], now=now)
-    m = wall_data.grid_measures(svc.engine, STREET, now=now)
+    now = local_noon(datetime.now(timezone.utc))
     grids = sorted(r.code for r in rows if r.level == "grid" and r.code.startswith(STREET))
-    assert m["n"] == len(grids)
+    other = next(r.code for r in rows if r.level == "grid" and not r.code.startswith(STREET))
+    today = kpi.day_bounds(now, TZ)[0]
+    with svc.engine.begin() as conn:
+        # today: three of the street's grids and one grid elsewhere; a fourth grid only yesterday (local)
+        conn.execute(patrol.insert(), patrol_rows([(grids[0], now), (grids[2], today + timedelta(minutes=1)),
+                                                   (grids[5], now - timedelta(hours=1)), (other, now),
+                                                   (grids[3], today - timedelta(minutes=1))]))
+        conn.execute(region.update().where(region.c.code == grids[1]).values(population=0))  # a school grid
+    m = wall_data.grid_measures(svc.engine, STREET, now=now, tz=TZ)
+    assert m["n"] == len(grids) == 8
     open_states = {"closed"}
+    start = kpi.day_start(kpi.local_date(now, TZ) - timedelta(days=29), TZ)
     for i, code in enumerate(grids):
         mine = [e for e in events if e["grid_code"] == code]
         assert m["open"][i] == sum(e["state"] not in open_states for e in mine)
         assert m["overdue"][i] == sum(e["state"] not in open_states and e["deadline_at"] < now for e in mine)
         assert m["hazards"][i] == sum(h["grid_code"] == code for h in hazards)
-        recent = sum(e["reported_at"] >= now - timedelta(days=30) for e in mine)
-        assert m["per1000"][i] == pytest.approx(1000 * recent / 1000, abs=0.05)
-    patrolled = {r.code for r in rows if r.level == "grid"}
-    first3 = sorted(patrolled)[:3]
-    assert [g for g, p in zip(grids, m["patrolled"]) if p] == [g for g in grids if g in first3]
+        recent = sum(start <= e["reported_at"] < now + timedelta(days=1) for e in mine)
+        if code == grids[1]:
+            assert m["per1000"][i] is None  # no residents: no rate, never 0
+        else:
+            assert recent and m["per1000"][i] == pytest.approx(1000 * recent / 1000, abs=0.005)
+    assert [g for g, p in zip(grids, m["patrolled"]) if p] == [grids[0], grids[2], grids[5]]
+    assert None not in m["breaks"]["per1000"]
+    # the map's arrays are kpi.grid_measures in grid order: one definition of each figure
+    per_grid = kpi.grid_measures(svc.engine, STREET, now, TZ)
+    assert list(per_grid) == grids
+    assert m["per1000"] == [per_grid[g]["per_1000"] for g in grids]
+    assert m["patrolled"] == [int(per_grid[g]["patrolled"]) for g in grids]
+    assert kpi.patrols(svc.engine, STREET, *kpi.day_bounds(now, TZ))["grids_patrolled"] == sum(m["patrolled"])
+
+
+def test_wall061_grid_measures_follow_now_and_local_days(city):
+    """"Today" and the 30 days are local days of ``now``, not of the server's clock, and not a
+    rolling 30 x 24 h: the map, the panels and a briefing computed for another moment agree."""
+    svc, rows, events, *_ = city
+    grids = sorted(r.code for r in rows if r.level == "grid" and r.code.startswith(STREET))
+    real = datetime.now(timezone.utc)
+    with svc.engine.begin() as conn:
+        conn.execute(patrol.insert(), patrol_rows([(grids[0], real)]))
+    tomorrow = local_noon(real + timedelta(days=1))
+    m = wall_data.grid_measures(svc.engine, STREET, now=tomorrow, tz=TZ)
+    assert sum(m["patrolled"]) == 0  # patrolled on the wall clock's day, not on tomorrow's
+    assert wall_data.grid_measures(svc.engine, STREET, now=local_noon(real), tz=TZ)["patrolled"][0] == 1
+    # 30 local days: an event a minute before the window's first local midnight is out, one a
+    # minute after it is in (a rolling 30 x 24 h window from noon would count both)
+    now = local_noon(real + timedelta(days=40))
+    first = kpi.day_start(kpi.local_date(now, TZ) - timedelta(days=29), TZ)
+    g = grids[4]
+    with svc.engine.begin() as conn:
+        conn.execute(event.insert(), [{
+            "id": eid, "grid_code": g, "category": "order", "level": 3, "urgent": False, "state": "closed",
+            "source": "grid_patrol", "occurred_at": at, "reported_at": at, "closed_at": at, "updated_at": at,
+            "last_seq": 1} for eid, at in (("before-window", first - timedelta(minutes=1)),
+                                          ("in-window", first + timedelta(minutes=1)))])
+    m = wall_data.grid_measures(svc.engine, STREET, now=now, tz=TZ)
+    assert m["per1000"][grids.index(g)] == pytest.approx(1.0)  # one event per 1,000 residents
+    assert sum(m["per1000"]) == pytest.approx(1.0)  # the fixture's events are weeks older
 
 
 def test_wall007_people_layers_carry_counts_never_names_or_plates(city):
@@ -322,7 +385,11 @@ def test_wall045_event_popup_details_are_scoped_and_never_name_the_reporter(city
     assert (got["id"], got["g"], got["cat"], got["src"], got["lvl"]) == (
         inside["id"], inside["grid_code"], inside["category"], inside["source"], inside["level"])
     assert datetime.fromisoformat(got["at"]) == inside["reported_at"]
-    assert "reporter" not in got and (inside.get("reporter") or "@@") not in resp.get_data(as_text=True)
+    assert inside["reporter"] and "reporter" not in got and inside["reporter"] not in resp.get_data(as_text=True)
+    # nor in the map layer, the ticker or the polling fallback
+    for url in (f"/api/v1/geo/points?layer=events&scope={STREET}", "/api/v1/wall/recent?since=2000-01-01T00:00:00Z"):
+        body = client.get(url).get_data(as_text=True)
+        assert inside["id"] in body and "rep-" not in body
     # another street's event reads as absent: a scoped wall cannot probe for it
     for url in (f"/api/v1/events/{outside['id']}?scope={STREET}", f"/api/v1/events/nope?scope={STREET}"):
         resp = client.get(url)
