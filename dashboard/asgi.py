@@ -12,9 +12,12 @@ from __future__ import annotations
 
 
 def create():
+    from .access.startup import require_secret_key
     from .app import create_app
+    from .settings import Settings
     from .web.asgi import make_asgi
 
+    require_secret_key(Settings.from_env())  # outside demo mode SECRET_KEY must be set
     return make_asgi(create_app())
 
 

@@ -166,6 +166,10 @@ COMMANDS: dict[str, Command] = {
     "consume": Command("run the feed consumer (stream -> store -> screens)", _consume_args, _consume),
     "simulate": Command("feed a realistic live district into the stream", _simulate_args, _simulate),
     "settings": Command("print the settings table (markdown)", lambda p: None, _settings, common=False),
+    "users": module_command("manage users and wall display tokens (add, list, disable, passwd, token, revoke, "
+                            "import)", "dashboard.access.cli_users"),
+    "audit": module_command("query the audit log (sign-ins, user and token changes, scope refusals)",
+                            "dashboard.access.cli_audit"),
     "briefing": module_command("write a weekly briefing: charts, PDF, XLSX, summary, ZIP", "dashboard.briefing.cli"),
 }
 

@@ -15,6 +15,9 @@ def serve(settings: Settings, debug: bool = False) -> int:
     """Serve through uvicorn (dashboard.web): in this process, or as WEB_WORKERS worker processes
     behind the one port while this process keeps the embedded Redis, the consumer, the simulator
     and the history backfill, which run exactly once whatever the number of workers."""
+    from .access.startup import require_secret_key
+
+    require_secret_key(settings)  # outside demo mode, before anything starts
     services = Services.open(settings)
     stop = threading.Event()
     workers: list = []
@@ -25,6 +28,9 @@ def serve(settings: Settings, debug: bool = False) -> int:
             from .demo.seed import seed_if_empty
 
             seeded = seed_if_empty(services)
+            from .access.demo import ensure_demo_users
+
+            ensure_demo_users(services)  # one user of each role, printed once, var/demo-users.txt
         workers = start_background(services, stop, history_days=settings.demo_history_days if seeded else 0)
         from .web import run
         from .web.secret import secret_key

@@ -45,6 +45,13 @@ def _sentinels(text: str) -> str:
     return text.strip()
 
 
+def _tristate(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("auto", "true", "false"):
+        raise ValueError("must be auto, true or false")
+    return value
+
+
 class SettingsError(ValueError):
     """A setting in the environment that cannot be read (one line for the user)."""
 
@@ -87,7 +94,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PUSH_STALL_S", 20.0, "Live push: a page that has not taken its data for this long is dropped "
             "the same way", float),
     Setting("SECRET_KEY", "", "Key signing the web sessions; empty means one generated once into "
-            "VAR_DIR/secret_key, shared by every web worker"),
+            "VAR_DIR/secret_key, shared by every web worker, in demo mode only: outside it start-up refuses"),
+    Setting("ACCESS_REQUIRED", False, "Pages and data need a signed-in user or a wall token (sign-in at "
+            "/signin); off until every callback and API checks scope (issue 18)", _bool),
+    Setting("ACCESS_IDLE_MINUTES", 30, "A session unused this long is signed out", int),
+    Setting("ACCESS_MAX_FAILURES", 5, "Wrong passwords in a row that lock an account", int),
+    Setting("ACCESS_LOCK_MINUTES", 15, "How long a locked account stays locked", int),
+    Setting("SIGNIN_RATE_LIMIT", "10/minute;100/hour", "Rate limit of sign-in attempts per client address "
+            "(limits syntax); past it: 429 with Retry-After"),
+    Setting("SESSION_COOKIE_SECURE", "auto", "Secure flag of the session cookie: auto (when the request "
+            "came over https, also through a proxy's X-Forwarded-Proto), true, or false", _tristate),
     Setting("DEMO", True, "Seed the demo district when the store is empty and run the simulator", _bool),
     Setting("DEMO_SEED", 370202, "Random seed of the demo district and the simulator", int),
     Setting("DEMO_HISTORY_DAYS", 30, "Days of past reports and cases the demo seed feeds through the stream, "
@@ -132,6 +148,12 @@ class Settings:
     push_buffer_kb: int = 512
     push_stall_s: float = 20.0
     secret_key: str = ""
+    access_required: bool = False
+    access_idle_minutes: int = 30
+    access_max_failures: int = 5
+    access_lock_minutes: int = 15
+    signin_rate_limit: str = "10/minute;100/hour"
+    session_cookie_secure: str = "auto"
     demo: bool = True
     demo_seed: int = 370202
     demo_history_days: int = 30

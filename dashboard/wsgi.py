@@ -6,7 +6,10 @@ It does NOT carry the scalable push: under WSGI ``/api/v1/live`` is the Flask ro
 ``uvicorn dashboard.asgi:app`` (see dashboard/asgi.py and the README's production layout).
 Settings come from the environment.
 """
+from .access.startup import require_secret_key
 from .app import create_app
+from .settings import Settings
 
+require_secret_key(Settings.from_env())  # outside demo mode SECRET_KEY must be set
 app = create_app()
 server = app.server

@@ -264,6 +264,43 @@ feed_pending = Table(
 Index("ix_feed_pending_target_seq", feed_pending.c.target, feed_pending.c.seq)
 
 
+# --- Access: who signs in, which walls may show what, and what happened (dashboard/access) ---
+# scope is a region code (or empty: all, for administrators); not a foreign key, so a demo reseed
+# (--force) can replace the regions; dashboard.access checks the code when it is set.
+access_user = Table(
+    "access_user", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),  # argon2id, PHC string
+    Column("role", String(32), nullable=False),
+    Column("scope", String(CODE), nullable=False, default=""),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("failed_count", Integer, nullable=False, default=0),
+    Column("locked_until", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+access_token = Table(  # a wall display's token: only its SHA-256 is kept
+    "access_token", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("label", String(128), nullable=False),
+    Column("scope", String(CODE), nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+)
+access_audit = Table(  # append-only (triggers refuse UPDATE and DELETE: migration 0004)
+    "access_audit", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UTCDateTime, nullable=False, index=True),
+    Column("actor", String(80), nullable=False),   # username, token:<id>, or - (anonymous)
+    Column("ip", String(64), nullable=False, default=""),
+    Column("action", String(48), nullable=False, index=True),
+    Column("details", Text, nullable=False, default="{}"),  # JSON
+)
+
+
 def sensitive_columns() -> dict[str, list[str]]:
     """Table name -> names of the columns holding personal data."""
     out: dict[str, list[str]] = {}

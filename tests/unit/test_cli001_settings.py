@@ -97,7 +97,7 @@ def test_cli008_serve_options_without_the_command_name_start_the_server(tmp_path
 
     port = _free_port()
     env = {**os.environ, "VAR_DIR": str(tmp_path / "var"), "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
-           "REDIS_URL": "", "HOME": str(tmp_path)}
+           "REDIS_URL": "", "HOME": str(tmp_path), "SECRET_KEY": "cli008-key"}  # --no-demo needs one
     err = tmp_path / "stderr.txt"
     with open(err, "w") as err_file:
         proc = subprocess.Popen([sys.executable, "-m", "dashboard", "--port", str(port), "--no-demo"], cwd=ROOT,

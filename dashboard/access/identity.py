@@ -1,0 +1,94 @@
+"""Who an ASGI request is, for the live push (``/api/v1/live``), which Flask does not serve.
+
+``identify_from_cookie(services, cookie_header)`` reads the same Flask session cookie the sign-in set:
+the same key (``dashboard.web.secret``), and Flask's own serializer (``SecureCookieSessionInterface``:
+itsdangerous' URLSafeTimedSerializer, salt ``cookie-session``, HMAC-SHA1, tagged JSON), so it
+accepts exactly the cookies Flask accepts. It applies the same rules as the Flask side: the session
+must be younger than ``ACCESS_IDLE_MINUTES`` since its last request, and its principal must still be
+valid (user enabled and password unchanged, or wall token not revoked); otherwise None.
+``identify_token(services, token)`` is the wall's ``?token=``; ``identify_asgi(services, scope)``
+tries the cookie, then ``?token=``.
+
+For the push (next step, not wired here): call ``identify_asgi`` when a page opens; with
+``ACCESS_REQUIRED`` and None, answer 401; then ``effective_scope(principal, requested, exists)``
+(``dashboard.access.scope``) decides the scope the page is subscribed to, and a ScopeRefused is
+answered 403 and written with ``audit.scope_refused``. These calls read the database: run them in a
+thread (``asyncio.to_thread``), not on the event loop. To end a revoked wall's channel, re-check its
+principal every few seconds (``load_principal``) and drop the page when it comes back None.
+"""
+from __future__ import annotations
+
+import time
+from http.cookies import CookieError, SimpleCookie
+from types import SimpleNamespace
+from urllib.parse import parse_qs
+
+from flask.sessions import SecureCookieSessionInterface
+from itsdangerous import BadSignature
+
+from ..web.secret import secret_key
+from .users import Principal, load_principal, token_principal
+
+COOKIE_NAME = "session"  # Flask's SESSION_COOKIE_NAME, which the app does not change
+USER_KEY = "_user_id"    # where Flask-Login keeps the principal's id
+SEEN_KEY = "seen"        # dashboard.access.web's idle clock
+
+
+def _serializer(services):
+    """Flask's session serializer for the app's key (cached per Services)."""
+    s = services.cache.get("access_session_serializer")
+    if s is None:
+        key = secret_key(services.settings)
+        s = SecureCookieSessionInterface().get_signing_serializer(SimpleNamespace(secret_key=key, config={}))
+        services.cache["access_session_serializer"] = s = (s, key)
+    return s
+
+
+def read_session(services, cookie_header: str | None) -> dict | None:
+    """The session's contents if the cookie is there, signed with our key and not older than the
+    idle limit; else None."""
+    if not cookie_header:
+        return None
+    try:
+        jar = SimpleCookie()
+        jar.load(cookie_header)
+    except CookieError:
+        return None
+    morsel = jar.get(COOKIE_NAME)
+    if morsel is None or not morsel.value:
+        return None
+    serializer, _ = _serializer(services)
+    idle_s = services.settings.access_idle_minutes * 60
+    try:
+        # the cookie is re-signed at least every minute while in use (web.SEEN_REFRESH_S)
+        data = serializer.loads(morsel.value, max_age=idle_s + 120)
+    except (BadSignature, ValueError, TypeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    seen = data.get(SEEN_KEY)
+    if not isinstance(seen, (int, float)) or time.time() - seen > idle_s:
+        return None
+    return data
+
+
+def identify_from_cookie(services, cookie_header: str | None) -> Principal | None:
+    data = read_session(services, cookie_header)
+    if not data or not isinstance(data.get(USER_KEY), str):
+        return None
+    _, key = _serializer(services)
+    return load_principal(services.engine, data[USER_KEY], key)
+
+
+def identify_token(services, token: str | None) -> Principal | None:
+    return token_principal(services.engine, token)
+
+
+def identify_asgi(services, scope) -> Principal | None:
+    """An ASGI request's principal: its session cookie, else its ``?token=``."""
+    cookie = b"; ".join(v for k, v in scope.get("headers", []) if k.lower() == b"cookie").decode("latin-1")
+    p = identify_from_cookie(services, cookie)
+    if p is None:
+        token = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token") or [None])[0]
+        p = identify_token(services, token)
+    return p
