@@ -303,3 +303,22 @@ def test_kpi013_slow_parts_reused_live_parts_fresh(engine, world):
     tomorrow = kpi.wall_figures(engine, STREET_A, NOW + timedelta(days=1), TZ, slow=slow)
     assert tomorrow["day"] == (TODAY + timedelta(days=1)).isoformat()
     assert tomorrow["trend30"][-2]["day"] == TODAY.isoformat()
+
+
+def test_kpi041_a_petition_at_any_level_breaks_zero_petitions(engine):
+    # 零上访 counts every petition, whatever tier handles it (docs/kpi.md); accidents and criminal
+    # cases are level-1 events only. A check that counted level-1 petitions alone would pass the
+    # demo (its petitions go to the district) and miss this.
+    c1, c2, c3 = list(COMMUNITIES)
+    g = {c: next(x for x in GRIDS if x.startswith(c)) for c in COMMUNITIES}
+    t = NOW - timedelta(days=2)
+    seeded(engine, World(events=[
+        make_event(1, g[c1], t, category="petition", level=3),
+        make_event(2, g[c2], t, category="petition", level=2),
+        make_event(3, g[c3], t, category="safety", level=2),
+    ]))
+    s = kpi.sanling(engine, None, *kpi.days_bounds(NOW, TZ, 30))
+    by = {r["code"]: r for r in s["communities"]}
+    assert (by[c1]["petitions"], by[c1]["zero"]) == (1, False)
+    assert (by[c2]["petitions"], by[c2]["zero"]) == (1, False)
+    assert by[c3]["zero"] is True and s["zero"] == 1
