@@ -2,7 +2,7 @@
 
 ``make(...)`` writes one briefing into a folder; ``make_many`` writes several (every street of a
 district) reusing what they share: the region geometry, projected once, and the font's subsets.
-``progress(step, done, total)`` hears each step, for a progress bar or log lines.
+``progress(scope, step, done, total)`` hears each step, for a progress bar or log lines.
 """
 from __future__ import annotations
 
@@ -42,9 +42,9 @@ def stem(scope: str, week: str, lang: str) -> str:
 
 
 def make(engine, scope: str, week: Week, out: Path, *, tz, lang: str = "zh", now: datetime | None = None,
-         geometry: Geometry | None = None, progress: Callable[[str, int, int], None] | None = None) -> Briefing:
+         geometry: Geometry | None = None, progress: Callable[[str, str, int, int], None] | None = None) -> Briefing:
     now = now or datetime.now(timezone.utc)
-    say = progress or (lambda *_: None)
+    say = (lambda *a: progress(scope, *a)) if progress else (lambda *_: None)
     total = len(STEPS)
     step = iter(range(1, total + 1))
     f = figures.compute(engine, scope, week, now, tz)
@@ -93,7 +93,7 @@ def make(engine, scope: str, week: Week, out: Path, *, tz, lang: str = "zh", now
 
 def make_many(engine, scopes: list[str], week: Week, out: Path, *, tz, lang: str = "zh",
               now: datetime | None = None, root: str | None = None,
-              progress: Callable[[str, int, int], None] | None = None) -> list[Briefing]:
+              progress: Callable[[str, str, int, int], None] | None = None) -> list[Briefing]:
     """Several briefings of one week; the geometry of ``root`` (default: the scopes' common
     district) is loaded and projected once for all of them."""
     now = now or datetime.now(timezone.utc)

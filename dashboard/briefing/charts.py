@@ -113,12 +113,12 @@ def trend(f: dict, lang: str) -> Chart:
             vals = [r[key] for r in rows]
             bars = ax.bar([x + off for x in xs], vals, width, color=SERIES[key],
                           label=f"{w(name, lang)} {n(sum(vals))}")
-            ax.bar_label(bars, labels=[n(v) for v in vals], fontsize=9, padding=2, color=INK)
+            ax.bar_label(bars, labels=[n(v) for v in vals], fontsize=8, padding=2, color=INK)
         ax.set_xticks(list(xs), labels=[day_tick(r["day"], lang) for r in rows])
         ax.yaxis.grid(True, color=RULE, linewidth=0.6)
         ax.set_axisbelow(True)
         ax.set_ylim(0, max([r[k] for r in rows for k in ("reported", "closed")] + [1]) * 1.15)
-        ax.legend(frameon=False, loc="upper left", ncols=2)
+        ax.legend(frameon=False, loc="lower left", bbox_to_anchor=(0, 1.0), ncols=2)
         title = w("ch_trend", lang)
         _title(fig, title)
         return render("trend", title, fig)

@@ -34,12 +34,19 @@ class _Progress:
         self.bar = None
         self.total = total_steps * briefings
         if sys.stderr.isatty():
+            import shutil
+
             from tqdm import tqdm
 
-            self.bar = tqdm(total=self.total, unit="step", desc="briefing", file=sys.stderr)
-        self.scope = ""
+            # a terminal that reports no size (a bare pty: cron under script, CI) gives tqdm 0 rows,
+            # and it hides a bar below the last row: nothing at all would show
+            size = shutil.get_terminal_size((100, 24))
+            self.bar = tqdm(total=self.total, unit="step", desc="briefing", file=sys.stderr, ncols=size.columns,
+                            nrows=size.lines)
 
-    def __call__(self, step: str, i: int, n: int) -> None:
+
+    def __call__(self, scope: str, step: str, i: int, n: int) -> None:
+        self.scope = scope
         if self.bar is not None:
             self.bar.set_postfix_str(f"{self.scope} {step}", refresh=False)
             self.bar.update(1)
@@ -77,13 +84,9 @@ def run(args, settings) -> int:
                     raise BriefingError(f"scope {args.scope} ({me['name']}) has no streets")
             progress = _Progress(len(build.STEPS), len(scopes))
             out = Path(args.out)
-            made = []
             try:
-                geometry = build.Geometry(engine, args.scope)
-                for s in scopes:
-                    progress.scope = s
-                    made.append(build.make(engine, s, week, out, tz=settings.timezone, lang=args.lang, now=now,
-                                           geometry=geometry, progress=progress))
+                made = build.make_many(engine, scopes, week, out, tz=settings.timezone, lang=args.lang, now=now,
+                                       root=args.scope, progress=progress)
             finally:
                 progress.close()
         except BriefingError as exc:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,6 +31,8 @@ CANDIDATES = (
     ("mplfonts", "fonts/SourceHanSerifSC-Regular.otf"),
 )
 LICENCE = "SIL Open Font License 1.1"
+# fontTools' subsetter logs each table it prunes at INFO: noise in a scheduled job's log
+logging.getLogger("fontTools").setLevel(logging.WARNING)
 # Characters a layout engine draws that are not text (line breaks, soft hyphen) need no glyph.
 _IGNORED = {"\n", "\r", "\t", "\u00ad"}
 
