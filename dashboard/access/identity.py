@@ -39,7 +39,8 @@ def _serializer(services):
     s = services.cache.get("access_session_serializer")
     if s is None:
         key = secret_key(services.settings)
-        s = SecureCookieSessionInterface().get_signing_serializer(SimpleNamespace(secret_key=key, config={}))
+        stand_in = SimpleNamespace(secret_key=key, config={"SECRET_KEY_FALLBACKS": []})  # what Flask reads
+        s = SecureCookieSessionInterface().get_signing_serializer(stand_in)
         services.cache["access_session_serializer"] = s = (s, key)
     return s
 
