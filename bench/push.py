@@ -22,16 +22,25 @@ Figures (issue 15, Speed):
   push_wall_load_s         the district wall in headless Chromium (bench/wall.py's load_once:
                            navigation -> grids and open events drawn, a cold browser), median of
                            --wall-runs, while the pages are open and reports flow  (target < 1.5)
+  push_wall_load_s_no_pages  the floor: the same loads on the same server before any page opens
   push_rss_per_page_kb     the web server's RSS growth per open page: (RSS with the pages open -
                            RSS before, after a warm-up) / connected pages          (target < 100)
   push_healthz_ms          /healthz answer time with the pages open and reports flowing
+  push_server_cpu_share    CPU seconds the server's processes used per second over 10 s with the
+                           pages open and reports flowing, before the wall loads (1.0 = one core):
+                           the figure the machine's other load distorts least
+  push_p95_ms_without_wall_loads  the same p95 over the receipts while no Chromium wall load ran
+  push_stage_stored_p95_ms publish -> the delta's stream entry (the consumer validated, stored,
+                           committed and published it; the entry id's time is Redis's clock)
+  push_stage_pushed_p50_ms / _p95_ms  the delta's entry -> parsed by the page: the push alone
 Baseline, in the same run: the code of the starting commit (a git worktree, --old), thread per page:
   *_thread_per_page        the same figures under its `python -m dashboard` (werkzeug, threaded),
                            on a district built by that code the same way
   push_pages_answering_gthread16  its documented `gunicorn -k gthread --threads 16 -w 1
                            dashboard.wsgi:server`: the most open pages at which /healthz still
                            answered within 10 s (pages opened in steps)
-Every loop is bounded in count and time; only 127.0.0.1 is used.
+The simulated pages run at nice 10 (they stand for browsers elsewhere); the server, the publisher
+and Chromium at normal priority. Every loop is bounded in count and time; only 127.0.0.1 is used.
 """
 from __future__ import annotations
 
@@ -107,6 +116,27 @@ def scopes_of(district: dict, n: int) -> list[str]:
     for code, parent in district["communities"]:
         first.setdefault(parent, code)
     return (streets + [first[s] for s in streets if s in first])[:n]
+
+
+def set_nice(value: int) -> None:
+    """This thread's niceness (Linux: per thread; lowering it needs root, else it stays)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), value)
+    except OSError:
+        pass
+
+
+def cpu_s(pids: list[int]) -> float:
+    hz = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / hz
 
 
 def rss_kb(pids: list[int]) -> int:
@@ -194,16 +224,22 @@ class Pages:
         self.got: list[set] = [set() for _ in range(n)]
         self.published: dict[str, tuple[float, str]] = {}  # report id -> (time, grid code)
         self.latencies: list[float] = []
+        self.quiet: list[float] = []       # latencies while no wall load runs
+        self.stored: list[float] = []      # publish -> the delta's entry (the consumer's commit)
+        self.pushed: list[float] = []      # the delta's entry -> parsed by the page (the push itself)
+        self.wall_busy = False
         self.misdelivered = 0
         self.duplicates = 0
         self.errors = 0
         self.tasks: list[asyncio.Task] = []
 
     def handle(self, i: int, block: bytes, now: float) -> None:
-        event, data = None, []
+        event, data, sid = None, [], None
         for line in block.split(b"\n"):
             if line.startswith(b"event:"):
                 event = line[6:].strip()
+            elif line.startswith(b"id:"):
+                sid = line[3:].strip()
             elif line.startswith(b"data:"):
                 data.append(line[5:].strip())
         if event == b"hello":
@@ -221,7 +257,14 @@ class Pages:
                     self.duplicates += 1
                     continue
                 self.got[i].add(rid)
-                self.latencies.append((now - self.published[rid][0]) * 1000)
+                ms = (now - self.published[rid][0]) * 1000
+                self.latencies.append(ms)
+                if not self.wall_busy:
+                    self.quiet.append(ms)
+                if sid:  # a stream id's first part is the Redis server's clock (ms) at the XADD
+                    at = int(sid.split(b"-")[0]) / 1000
+                    self.stored.append((at - self.published[rid][0]) * 1000)
+                    self.pushed.append((now - at) * 1000)
 
     async def one(self, session: aiohttp.ClientSession, i: int) -> None:
         try:
@@ -260,6 +303,7 @@ class Pages:
 def publisher(redis_url: str, grids: list, pages: Pages, rate: float, seconds: float, stop: threading.Event) -> None:
     from dashboard.feed.publish import publish
 
+    set_nice(0)
     r = redis.Redis.from_url(redis_url)
     tag = uuid.uuid4().hex[:6]
     t0 = time.monotonic()
@@ -294,9 +338,15 @@ async def drive(srv: Server, redis_url: str, district: dict, args, label: str, w
     for _ in range(3):  # warm the server: the layout, the wall's data
         timed_get(srv.url + "/wall", 60)
         timed_get(srv.url + "/healthz", 30)
+    if wall:  # the floor, in the same run and the same way: no page open, no report flowing
+        out["wall_no_pages"] = wall_loads(srv.url + "/wall", args.wall_runs)
     time.sleep(2)
     pids = web_pids(srv.proc)
     rss0 = rss_kb(pids)
+    # The simulated pages stand for browsers on other machines: they run at nice 10 so that, on a
+    # shared machine, their parsing does not take the server's CPU. The server, the publisher and
+    # Chromium keep the normal priority (niceness is per thread on Linux; children inherit it).
+    set_nice(10)
     connector = aiohttp.TCPConnector(limit=0, force_close=True)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=60, sock_read=None)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -316,8 +366,13 @@ async def drive(srv: Server, redis_url: str, district: dict, args, label: str, w
         await asyncio.sleep(3)
         loop = asyncio.get_running_loop()
         out["healthz_ms"] = await loop.run_in_executor(None, timed_get, srv.url + "/healthz", 30)
+        cpu0, t0 = cpu_s(web_pids(srv.proc)), time.monotonic()
+        await asyncio.sleep(10)  # a window without wall loads: what the push and the consumer cost
+        out["cpu_share"] = (cpu_s(web_pids(srv.proc)) - cpu0) / (time.monotonic() - t0)
         if wall:
+            pages.wall_busy = True
             out["wall"] = await loop.run_in_executor(None, wall_loads, srv.url + "/wall", args.wall_runs)
+            pages.wall_busy = False
         deadline = time.monotonic() + args.seconds + 60
         while pub.is_alive() and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
@@ -326,8 +381,11 @@ async def drive(srv: Server, redis_url: str, district: dict, args, label: str, w
         for t in pages.tasks:
             t.cancel()
         await asyncio.gather(*pages.tasks, return_exceptions=True)
+    set_nice(0)
     out.update(published=len(pages.published), receipts=len(pages.latencies), expected=pages.expected(),
-               p50=pct(pages.latencies, 50), p95=pct(pages.latencies, 95), misdelivered=pages.misdelivered,
+               p50=pct(pages.latencies, 50), p95=pct(pages.latencies, 95), quiet_p95=pct(pages.quiet, 95),
+               stored_p95=pct(pages.stored, 95), pushed_p50=pct(pages.pushed, 50), pushed_p95=pct(pages.pushed, 95),
+               misdelivered=pages.misdelivered,
                lost=pages.lost(), duplicates=pages.duplicates)
     return out
 
@@ -335,6 +393,7 @@ async def drive(srv: Server, redis_url: str, district: dict, args, label: str, w
 def wall_loads(url: str, runs: int):
     from wall import load_once
 
+    set_nice(0)
     times = []
     for _ in range(runs):
         try:
@@ -354,19 +413,25 @@ def print_figures(out: dict, suffix: str = "") -> None:
     line("push_connected", out["connected"])
     line("push_p50_ms", out["p50"])
     line("push_p95_ms", out["p95"])
+    line("push_p95_ms_without_wall_loads", out["quiet_p95"])
+    line("push_stage_stored_p95_ms", out["stored_p95"])
+    line("push_stage_pushed_p50_ms", out["pushed_p50"])
+    line("push_stage_pushed_p95_ms", out["pushed_p95"])
     line("push_misdelivered", out["misdelivered"])
     line("push_lost", out["lost"])
     line("push_duplicates", out["duplicates"])
     line("push_receipts", f"{out['receipts']}/{out['expected']}")
     line("push_published", out["published"])
-    if "wall" in out:
-        w = out["wall"]
-        line("push_wall_load_s", f"{w:.3f}" if isinstance(w, float) else w)
+    for key, name in (("wall", "push_wall_load_s"), ("wall_no_pages", "push_wall_load_s_no_pages")):
+        if key in out:
+            w = out[key]
+            line(name, f"{w:.3f}" if isinstance(w, float) else w)
     line("push_rss_per_page_kb", out["rss_per_page_kb"])
+    line("push_server_cpu_share", f"{out['cpu_share']:.2f}")
     line("push_healthz_ms", out["healthz_ms"] if out["healthz_ms"] is not None else "none (no answer in 30 s)")
 
 
-def gthread_steps(old: Path, tmp: Path, redis_url: str, steps=(8, 16, 17, 24, 40)) -> int:
+def gthread_steps(old: Path, tmp: Path, redis_url: str, steps=(4, 8, 12, 14, 15, 16, 17, 24)) -> int:
     """Under the old documented gunicorn gthread command: the most open pages with /healthz answering."""
     port = free_port()
     env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp / 'bench.db'}", REDIS_URL=redis_url,

@@ -12,8 +12,9 @@ The reader is one asyncio task on one Redis connection (redis.asyncio, client na
 
 Everything that moves a page's resume point happens in that one task, so a resuming page joins
 the fan-out exactly where its replay ended: no gap, no duplicate, and no lock. A page whose
-scope had nothing in an entry still has its resume point moved: by a ``: skip`` comment when it
-was sent nothing for ``SKIP_S``, otherwise by the id its next ``ping`` carries.
+scope had nothing in an entry still has its resume point moved, by the id its next ``ping``
+carries (a replay that ends on such entries ends with a ``: skip`` comment). Pings go out every
+``PING_S`` per page, each page at its own phase, so a thousand pages are not written in one burst.
 
 Each page's own coroutine (``endpoint.py``) writes its buffer to its socket; the reader never
 waits for a page. A page that stops reading (a frozen tab, a dead network) grows its buffer; past
@@ -25,9 +26,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 import weakref
 
+import orjson
 import redis.asyncio as aredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -43,9 +46,8 @@ CLIENT_NAME = "grid-push"  # CLIENT LIST shows one per web process, however many
 BLOCK_MS = 500             # longest wait of a resume or a health read behind the blocking read
 READ_COUNT = 500
 REPLAY_COUNT = 1000        # entries one resuming page reads per round, so a long replay cannot stall the rest
-SKIP_S = 1.0
 BUFFER_GRACE_S = 1.0       # a page over its buffer whose writes have not moved for this long is dropped
-TICK_S = 0.5
+TICK_S = 0.25
 HEALTH_STALE_S = 4.0       # no health read for this long: the pages are told Redis does not answer
 RETRY_S = 1.0
 
@@ -67,7 +69,8 @@ class Page:
     """One open live page: what it has been given (``cursor``) and the bytes still to write."""
 
     __slots__ = ("scope", "since", "cursor", "sent_id", "after", "chunks", "size", "wake", "closed",
-                 "reason", "oldest_at", "sending_since", "last_put", "gap_checked", "abort", "__weakref__")
+                 "reason", "oldest_at", "sending_since", "last_put", "gap_checked", "abort", "joined",
+                 "next_ping", "__weakref__")
 
     def __init__(self, scope: str | None, since: str | None):
         self.scope = scope or ""
@@ -84,6 +87,8 @@ class Page:
         self.sending_since: float | None = None
         self.last_put = 0.0
         self.gap_checked = False
+        self.joined = False  # in the live fan-out
+        self.next_ping = time.monotonic() + PING_S
         self.abort = None  # cuts the connection (set by the endpoint)
 
     def put(self, data: bytes, now: float, id: str | None = None) -> None:
@@ -167,6 +172,7 @@ class Hub:
 
     def _admit(self, page: Page) -> None:
         now = time.monotonic()
+        page.next_ping = now + random.random() * self.ping_s  # its own phase
         if page.since is None:
             page.cursor = self.cursor
             page.put(sse("hello", {"last": self.cursor, "scope": page.scope}, id=self.cursor).encode(), now,
@@ -187,6 +193,7 @@ class Hub:
         if page.cursor is not None and key(page.cursor) > key(self.cursor):
             page.after = page.cursor  # it has seen further than this reader: skip up to there
         self.scopes.setdefault(page.scope, set()).add(page)
+        page.joined = True
 
     def drop(self, page: Page, reason: str, *, abort: bool = True) -> None:
         if page.closed:
@@ -291,12 +298,12 @@ class Hub:
                 sid = s(sid)
                 mine = filter_scope(_deltas(fields), p.scope)
                 if mine:
-                    parts.append(sse(data=mine, id=sid))
+                    parts.append(_message(sid, mine))
                     last_data = sid
             if entries:
                 p.cursor = s(entries[-1][0])
             if parts:
-                p.put("".join(parts).encode(), now, id=last_data)
+                p.put(b"".join(parts), now, id=last_data)
             if len(entries) >= REPLAY_COUNT:
                 self.joining.append(p)  # more to read: the next round, after everyone else's
                 continue
@@ -315,18 +322,18 @@ class Hub:
             for sid, deltas in decoded:
                 mine = filter_scope(deltas, scope)
                 if mine:
-                    parts.append(sse(data=mine, id=sid))
+                    parts.append(_message(sid, mine))
                     last_data = sid
-            data = "".join(parts).encode() if parts else None
+            data = b"".join(parts) if parts else None
             for p in list(group):
                 if p.after is not None:
                     self._fanout_after(p, decoded, now)
                     continue
                 if data is not None:
                     p.put(data, now, id=last_data)
+                # with nothing in scope the page is written nothing now: its next ping carries the
+                # moved resume point (a write per page per entry would be most of the process's work)
                 p.cursor = last
-                if p.sent_id != last and now - p.last_put >= SKIP_S:
-                    p.put(sse(comment="skip", id=last).encode(), now, id=last)
 
     def _fanout_after(self, p: Page, decoded, now: float) -> None:
         after = key(p.after)
@@ -336,18 +343,17 @@ class Hub:
                 continue
             mine = filter_scope(deltas, p.scope)
             if mine:
-                parts.append(sse(data=mine, id=sid))
+                parts.append(_message(sid, mine))
                 last_data = sid
         last = decoded[-1][0]
         if key(last) >= after:
             p.after = None
             p.cursor = last
         if parts:
-            p.put("".join(parts).encode(), now, id=last_data)
+            p.put(b"".join(parts), now, id=last_data)
 
     # --- heartbeat and reaping ----------------------------------------------------------------
     async def _tick(self) -> None:
-        next_ping = time.monotonic() + self.ping_s
         while True:
             await asyncio.sleep(TICK_S)
             now = time.monotonic()
@@ -362,10 +368,11 @@ class Hub:
                 elif now - since > self.stall_s:
                     self.drop(p, "stalled")
             stale = self.error is None and self.health_at and now - self.health_at > HEALTH_STALE_S
-            if now >= next_ping or (stale and not self._stale_told):
-                self._stale_told = bool(stale)
-                self._ping(now)
-                next_ping = now + self.ping_s
+            if stale and not self._stale_told:
+                self._stale_told = True
+                self._ping(now)  # everyone, now: Redis stopped answering
+            else:
+                self._ping(now, due_only=True)
 
     def health_now(self, now: float) -> dict:
         if self.error:
@@ -374,16 +381,25 @@ class Hub:
             return {"error": "TimeoutError" if self.health_at else "ConnectionError"}
         return self.health or {}
 
-    def _ping(self, now: float) -> None:
-        body = json.dumps(self.health_now(now), ensure_ascii=False, separators=(",", ":"))
-        plain = f"event: ping\ndata: {body}\n\n".encode()
-        joined = set().union(*self.scopes.values()) if self.scopes else set()
+    def _ping(self, now: float, due_only: bool = False) -> None:
+        body = None
         for p in list(self.pages):
-            if p in joined and p.cursor is not None and p.after is None:
+            if due_only and p.next_ping > now:
+                continue
+            p.next_ping = now + self.ping_s
+            if body is None:
+                body = json.dumps(self.health_now(now), ensure_ascii=False, separators=(",", ":"))
+                plain = f"event: ping\ndata: {body}\n\n".encode()
+            if p.joined and p.cursor is not None and p.after is None:
                 # the ping carries the resume point: entries with nothing in scope moved it
                 p.put(f"id: {p.cursor}\nevent: ping\ndata: {body}\n\n".encode(), now, id=p.cursor)
             else:
                 p.put(plain, now)
+
+
+def _message(sid: str, deltas: list[dict]) -> bytes:
+    """One data message (protocol.sse's format; orjson writes no newline, so one data line)."""
+    return b"id: " + sid.encode() + b"\ndata: " + orjson.dumps(deltas) + b"\n\n"
 
 
 def _deltas(fields) -> list[dict]:

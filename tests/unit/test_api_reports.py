@@ -16,13 +16,15 @@ from dashboard.geo.coords import wgs84_to_gcj02
 from tests.unit.tiling_small import X0, Y0, D, grid_codes, upsert_small_district
 
 KEY = "k-test-1"
+UNLIMITED = "1000000/second"  # these tests are about the answers; tests/faults/test_faults005 the limits
 INSIDE = {"lon": X0 + 0.5 * D, "lat": Y0 + 0.5 * D}
 
 
 @pytest.fixture
 def api(stack, make_services):
     db_url, redis_url = stack
-    services = make_services(db_url, redis_url, ingest_api_keys=f"{KEY}, k-test-2")
+    services = make_services(db_url, redis_url, ingest_api_keys=f"{KEY}, k-test-2",
+                             api_rate_limit=UNLIMITED, api_read_rate_limit=UNLIMITED)
     upsert_small_district(services.engine)
     app = create_app(services.settings, services)
     return services, app.server.test_client()
