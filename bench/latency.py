@@ -61,7 +61,8 @@ from tests.integration.wallkit import AppServer, chrome, wait_for  # noqa: E402
 # Installed before any page script: when an event's ticker row and its map marker are both in the
 # DOM (each carries data-ev = the event id; the marker gets it in its "add" handler, in the same task
 # as its insertion, so before this observer's microtask runs), wait for the next animation frame and
-# the task after it: by then that frame has been painted.
+# the task after it: by then that frame has been painted. A ticker row counts where it was inserted,
+# even if a later row of the same batch pushed it out of the 30 the ticker keeps.
 PAINTED = """
 window.__painted = {}; window.__inDom = {};
 new MutationObserver(function (records) {
@@ -70,7 +71,11 @@ new MutationObserver(function (records) {
       if (n.nodeType !== 1) continue;
       const id = n.dataset && n.dataset.ev;
       if (!id || window.__painted[id] !== undefined) continue;
-      const where = n.closest('#wall-ticker') ? 'ticker' : (n.closest('.leaflet-marker-pane') ? 'map' : null);
+      // where it was added (the record's target): the ticker keeps the newest 30 rows, so a row
+      // pushed out by a later one of the same batch is detached already, but it was shown as much
+      // as any row of that batch
+      const at = r.target.nodeType === 1 ? r.target : null;
+      const where = !at ? null : at.closest('#wall-ticker') ? 'ticker' : (at.closest('.leaflet-marker-pane') ? 'map' : null);
       if (!where) continue;
       const seen = window.__inDom[id] = window.__inDom[id] || {};
       seen[where] = true;

@@ -89,9 +89,9 @@ SETTINGS: tuple[Setting, ...] = (
             "pages' live push with one Redis connection", int),
     Setting("WEB_THREADS", 16, "Threads per web process serving the Flask/Dash requests (the live push "
             "needs none: it runs on the process's event loop)", int),
-    Setting("PUSH_BUFFER_KB", 512, "Live push: a page's unsent data beyond this (it stopped reading) drops "
-            "the page; its browser reconnects and resumes from its last id", int),
-    Setting("PUSH_STALL_S", 20.0, "Live push: a page that has not taken its data for this long is dropped "
+    Setting("PUSH_BUFFER_KB", 512, "Live push: a page whose unsent data passes this and has not moved for a "
+            "second (it stopped reading) is cut; its browser reconnects and resumes from its last id", int),
+    Setting("PUSH_STALL_S", 20.0, "Live push: a page whose oldest unsent data has waited this long is cut "
             "the same way", float),
     Setting("SECRET_KEY", "", "Key signing the web sessions; empty means one generated once into "
             "VAR_DIR/secret_key, shared by every web worker, in demo mode only: outside it start-up refuses"),
