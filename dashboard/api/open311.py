@@ -448,6 +448,20 @@ def register(server, services) -> None:
                            "formats": ["application/json", "text/xml"]}],
         }, "discovery", None)
 
+    # rate limits per API key (or client address), answered in the format asked for
+    def breached(request_limit) -> Response:
+        wait = auth.retry_after(request_limit)
+        fmt = "xml" if request.path.endswith(".xml") else "json"
+        resp = error(fmt, 429, f"rate limit exceeded ({request_limit.limit}); retry in {wait} s")
+        resp.headers["Retry-After"] = str(wait)
+        return resp
+
+    limit = auth.limiter(server, services).limit
+    reads = limit(lambda: settings.api_read_rate_limit, on_breach=breached)
+    services_view, definition_view, requests_view, request_view, discovery_view = (
+        reads(v) for v in (services_view, definition_view, requests_view, request_view, discovery_view))
+    post_view = limit(lambda: settings.api_rate_limit, on_breach=breached)(post_view)
+
     server.add_url_rule(f"{PREFIX}/services.<{FORMATS}:fmt>", "open311_services", services_view, methods=["GET"])
     server.add_url_rule(f"{PREFIX}/services/<service_code>.<{FORMATS}:fmt>", "open311_definition",
                         definition_view, methods=["GET"])

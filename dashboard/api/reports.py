@@ -233,8 +233,19 @@ def _json(body: dict, status: int) -> Response:
     return resp
 
 
+def rate_limited(request_limit) -> Response:
+    wait = auth.retry_after(request_limit)
+    resp = _json({"error": "rate_limited", "message": f"more than {request_limit.limit} for this API key; "
+                                                      f"retry in {wait} s", "retry_after": wait}, 429)
+    resp.headers["Retry-After"] = str(wait)
+    return resp
+
+
 def register(server, services) -> None:
     settings = services.settings
+    limit = auth.limiter(server, services).limit
+    writes = limit(lambda: settings.api_rate_limit, on_breach=rate_limited)
+    reads = limit(lambda: settings.api_read_rate_limit, on_breach=rate_limited)
 
     def unauthorized(key):
         return _json({"error": "unauthorized",
@@ -242,6 +253,7 @@ def register(server, services) -> None:
                       else "unknown API key"}, 401)
 
     @server.post("/api/v1/reports")
+    @writes
     def post_report():
         ok, key = auth.check(request, settings)
         if not ok:
@@ -270,6 +282,7 @@ def register(server, services) -> None:
         return resp
 
     @server.get("/api/v1/reports/<event_id>")
+    @reads
     def get_report(event_id: str):
         ok, key = auth.check(request, settings)
         if not ok:

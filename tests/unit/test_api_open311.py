@@ -22,13 +22,15 @@ from dashboard.feed.contract import STREAM, parse
 from tests.unit.tiling_small import X0, Y0, D, grid_codes, upsert_small_district
 
 KEY = "o311-test-key"
+UNLIMITED = "1000000/second"  # these tests are about the answers; tests/faults/test_faults005 the limits
 LAT, LON = Y0 + 1.5 * D, X0 + 2.5 * D   # inside the sixth grid
 
 
 @pytest.fixture
 def server(stack, make_services):
     db_url, redis_url = stack
-    services = make_services(db_url, redis_url, ingest_api_keys=KEY)
+    services = make_services(db_url, redis_url, ingest_api_keys=KEY,
+                             api_rate_limit=UNLIMITED, api_read_rate_limit=UNLIMITED)
     upsert_small_district(services.engine)
     app = create_app(services.settings, services)
     httpd = make_server("127.0.0.1", 0, app.server, threaded=True)
