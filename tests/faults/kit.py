@@ -1,9 +1,11 @@
 """Pieces the fault tests share: consumer processes, store snapshots, a clean replay."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -108,3 +110,131 @@ def stop(proc: subprocess.Popen, timeout: float = 60) -> str:
         proc.kill()
         out, _ = proc.communicate()
     return (out or b"").decode(errors="replace").strip()
+
+
+# --- a served app and what a screen sees --------------------------------------------------------
+def start_server(env: dict, port: int, log: Path, *args: str) -> subprocess.Popen:
+    """``python -m dashboard serve --no-demo`` (the production server, with its consumer) on ``port``."""
+    env = dict(env, SECRET_KEY=env.get("SECRET_KEY") or "faults-test-secret-key-0123456789abcdef",
+               INGEST_API_KEYS="faults-key", API_RATE_LIMIT="100000/second", API_READ_RATE_LIMIT="100000/second")
+    out = open(log, "ab")
+    return popen([sys.executable, "-m", "dashboard", "serve", "--no-demo", "--host", "127.0.0.1",
+                  "--port", str(port), *args], cwd=ROOT, env=env, stdout=out, stderr=out)
+
+
+def wait_http(url: str, proc: subprocess.Popen | None = None, timeout: float = 120) -> bool:
+    import requests
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            requests.get(url, timeout=2)
+            return True
+        except requests.RequestException:
+            time.sleep(0.2)
+    return False
+
+
+class LivePage(threading.Thread):
+    """An open page's live connection: GET /api/v1/live as a browser's EventSource reads it
+    (Last-Event-ID on reconnect), recording each event with its arrival time."""
+
+    def __init__(self, base: str, scope: str | None = None, reconnect: bool = False):
+        super().__init__(daemon=True)
+        self.base, self.scope, self.reconnect = base, scope, reconnect
+        self.events: list[dict] = []   # {"t", "event", "id", "data", "conn"}
+        self.last_id: str | None = None
+        self.connections = 0
+        self.stop_event = threading.Event()
+        self.resp = None
+
+    def run(self):
+        import requests
+
+        while not self.stop_event.is_set():
+            headers = {"Accept": "text/event-stream"}
+            if self.last_id:
+                headers["Last-Event-ID"] = self.last_id
+            try:
+                params = {"scope": self.scope} if self.scope else {}
+                with requests.get(f"{self.base}/api/v1/live", params=params, headers=headers, stream=True,
+                                  timeout=(3, 10)) as resp:
+                    self.resp = resp
+                    self.connections += 1
+                    self._read(resp)
+            except Exception:  # noqa: BLE001 - the connection broke: a browser reconnects
+                pass
+            if not self.reconnect:
+                return
+            self.stop_event.wait(1.0)  # the server's retry: 1000
+
+    def _read(self, resp):
+        ev = {"event": None, "id": None, "data": []}
+        for raw in resp.iter_lines(decode_unicode=True):
+            if self.stop_event.is_set():
+                return
+            if raw == "":
+                if ev["data"] or ev["event"] or ev["id"]:
+                    if ev["id"] is not None:
+                        self.last_id = ev["id"]
+                    data = "\n".join(ev["data"])
+                    try:
+                        data = json.loads(data) if data else None
+                    except ValueError:
+                        pass
+                    self.events.append({"t": time.monotonic(), "event": ev["event"] or "message", "id": ev["id"],
+                                        "data": data, "conn": self.connections})
+                ev = {"event": None, "id": None, "data": []}
+                continue
+            if raw.startswith(":"):
+                continue
+            field, _, value = raw.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if field == "data":
+                ev["data"].append(value)
+            elif field in ("event", "id"):
+                ev[field] = value
+
+    def close(self):
+        self.stop_event.set()
+        try:
+            if self.resp is not None:
+                self.resp.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def first(self, pred, after: float = 0.0):
+        for e in list(self.events):
+            if e["t"] >= after and pred(e):
+                return e
+        return None
+
+
+class HealthPoller(threading.Thread):
+    """/healthz every 0.25 s: (time, status code or None, body)."""
+
+    def __init__(self, base: str):
+        super().__init__(daemon=True)
+        self.base = base
+        self.samples: list[tuple[float, int | None, dict]] = []
+        self.stop_event = threading.Event()
+
+    def run(self):
+        import requests
+
+        while not self.stop_event.is_set():
+            try:
+                r = requests.get(f"{self.base}/healthz", timeout=4)
+                body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+                self.samples.append((time.monotonic(), r.status_code, body))
+            except Exception:  # noqa: BLE001
+                self.samples.append((time.monotonic(), None, {}))
+            self.stop_event.wait(0.25)
+
+    def first(self, pred, after: float):
+        for t, code, body in list(self.samples):
+            if t >= after and pred(code, body):
+                return t
+        return None
