@@ -134,11 +134,13 @@ def _safe_next(target: str | None) -> str | None:
     return target
 
 
-def landing(p) -> str:
-    """Where a principal goes after signing in (the street view, /street, comes with its page)."""
-    if p.role == STREET_SECRETARY or p.scope:
-        return "/wall?" + urlencode({"scope": p.scope})
-    return "/wall"
+def landing(p, lang: str = "zh") -> str:
+    """Where a principal goes after signing in, in the language it signed in with (the street
+    secretary's own view, /street, comes with its page)."""
+    q = {"scope": p.scope} if p.role == STREET_SECRETARY or p.scope else {}
+    if lang == "en":
+        q["lang"] = "en"
+    return "/wall" + ("?" + urlencode(q) if q else "")
 
 
 def get_limiter(server, services):
@@ -338,7 +340,7 @@ def register(server, services) -> None:
         login_user(p)
         session.permanent = True
         session[SEEN_KEY] = time.time()
-        return redirect(target or landing(p))
+        return redirect(target or landing(p, lang))
 
     @bp.route(SIGNOUT_PATH, methods=["GET", "POST"])
     def signout():
