@@ -46,7 +46,15 @@ _HANDLING = {cat: timedelta(hours=entry[3]) for cat, entry in CATEGORIES.items()
 
 
 def deadline_for(category: str, level: int, reported_at: datetime) -> datetime:
-    """When a case must be handled by. Plain hours for now (working time comes later)."""
+    """When a case must be handled by, in NATURAL hours: ``reported_at`` plus the category's
+    handling hours (``domain.CATEGORIES``), round the clock, nights, weekends and holidays
+    included. ``level`` is not used yet: every tier of a category gets the same hours.
+
+    The field sets most deadlines per 小类 in working time (working hours and days, the State
+    Council's holiday calendar); until a case engine replaces this stub, every event deadline
+    the wall, the panels, the API and a briefing show, and every "overdue" counted from it, is
+    in natural hours, and the docs and the UI say so (docs/kpi.md, docs/feed.md).
+    """
     return reported_at + _HANDLING[category]
 
 
