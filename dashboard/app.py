@@ -25,7 +25,7 @@ SERVER_MODULES = (
     "dashboard.api.reports",
     "dashboard.api.open311",
     "dashboard.api.bundles",
-    "dashboard.access.web",  # after the APIs: it reuses the app's Flask-Limiter if one of them made it
+    "dashboard.access.web",  # sign-in, sign-out, the ACCESS_REQUIRED gate (dashboard/access)
 )
 CALLBACK_MODULES = (
     "callbacks.router",

@@ -6,7 +6,8 @@
   in the demo. No "remember me" cookie: a session ends with ``ACCESS_IDLE_MINUTES`` without a request.
 - ``/signin`` is a plain Flask page (not a Dash page) with a Flask-WTF form: its POST carries a CSRF
   token bound to the session; ``/signout`` the same. Attempts are rate-limited per client address
-  (``SIGNIN_RATE_LIMIT``) by the app's Flask-Limiter, with Redis as its store.
+  (``SIGNIN_RATE_LIMIT``) by the app's one Flask-Limiter (``dashboard.api.auth.limiter``, Redis as
+  its store): past it, the page with 429 and Retry-After.
 - A wall display signs in by opening a page with ``?token=…``: its session then acts as the token,
   and is refused from the first request after the token is revoked.
 - ``ACCESS_REQUIRED`` (off until every callback and API checks scope): anonymous page requests are
@@ -34,6 +35,7 @@ from flask_wtf import FlaskForm
 from werkzeug.exceptions import Forbidden
 from wtforms import HiddenField, PasswordField, StringField
 
+from ..api.auth import limiter, retry_after
 from ..i18n import pick_lang, t
 from . import audit
 from .roles import LABEL, STREET_SECRETARY
@@ -141,19 +143,6 @@ def landing(p, lang: str = "zh") -> str:
     if lang == "en":
         q["lang"] = "en"
     return "/wall" + ("?" + urlencode(q) if q else "")
-
-
-def get_limiter(server, services):
-    """The app's one Flask-Limiter (Redis as its store): the one another module made, or a new one
-    on the app's Redis connection pool (so the sentinels, if set, choose the server)."""
-    existing = server.extensions.get("limiter")
-    if existing:
-        return next(iter(existing))
-    from flask_limiter import Limiter
-    from flask_limiter.util import get_remote_address
-
-    return Limiter(get_remote_address, app=server, storage_uri="redis://", headers_enabled=True,
-                   storage_options={"connection_pool": services.redis.connection_pool})
 
 
 PAGE = """<!doctype html>
@@ -314,10 +303,19 @@ def register(server, services) -> None:
 
     bp = flask.Blueprint("access", __name__, static_folder=str(Path(__file__).parent / "static"),
                          static_url_path=STATIC_PATH)
-    limiter = get_limiter(server, services)
+    def too_many(request_limit):
+        lang = pick_lang(request.args.get("lang"), settings.ui_lang)
+        audit.record(services.engine, audit.SIGNIN_FAILED, ip=client_ip(), reason="rate_limited")
+        resp = render_page(lang, status=429, message=t("signin_too_many", lang))
+        resp.headers["Retry-After"] = str(retry_after(request_limit))
+        return resp
+
+    # the app's one Flask-Limiter (dashboard.api.auth: Redis as its store), counting per address
+    limit = limiter(server, services).limit(lambda: settings.signin_rate_limit, methods=["POST"],
+                                            key_func=lambda: "signin:" + client_ip(), on_breach=too_many)
 
     @bp.route(SIGNIN_PATH, methods=["GET", "POST"])
-    @limiter.limit(lambda: settings.signin_rate_limit, methods=["POST"], key_func=client_ip)
+    @limit
     def signin():
         lang = pick_lang(request.args.get("lang"), settings.ui_lang)
         if request.method == "GET":
@@ -372,11 +370,5 @@ def register(server, services) -> None:
             return jsonify({"error": "forbidden", "message": "scope outside yours",
                             "scope": p.scope}), 403
         return jsonify({"name": p.name, "kind": p.kind, "role": p.role, "scope": p.scope, "effective_scope": scope})
-
-    @bp.errorhandler(429)
-    def _too_many(exc):
-        lang = pick_lang(request.args.get("lang"), settings.ui_lang)
-        audit.record(services.engine, audit.SIGNIN_FAILED, ip=client_ip(), reason="rate_limited")
-        return render_page(lang, status=429, message=t("signin_too_many", lang))
 
     server.register_blueprint(bp)

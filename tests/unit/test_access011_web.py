@@ -215,6 +215,7 @@ def test_access023_a_wall_token_signs_the_wall_in_until_it_is_revoked(gated):
 
 def test_access024_sign_in_attempts_are_rate_limited_with_retry_after(stack, make_services):
     services, server = A.app_with_users(make_services, stack, signin_rate_limit="3/minute")
+    assert len(server.extensions["limiter"]) == 1  # the APIs' limiter, not a second one
     client = server.test_client()
     codes = [A.sign_in(client, "secretary", "wrong!wrong!").status_code for _ in range(3)]
     resp = A.sign_in(client, "secretary")
