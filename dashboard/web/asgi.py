@@ -36,7 +36,7 @@ class CommandCenterASGI:
         if self.hub is None or self._hub_loop is not loop:
             s = self.services.settings
             self.hub = Hub(self.services.redis_url, buffer_bytes=s.push_buffer_kb * 1024,
-                           stall_s=s.push_stall_s).start()
+                           stall_s=s.push_stall_s, client=_sentinel_client(self.services)).start()
             self._hub_loop = loop
         return self.hub
 
@@ -69,3 +69,17 @@ class CommandCenterASGI:
 
 def make_asgi(dash_app, services=None, **kw) -> CommandCenterASGI:
     return CommandCenterASGI(dash_app, services or dash_app.services, **kw)
+
+
+def _sentinel_client(services):
+    """With REDIS_SENTINELS, the hub's one connection goes to the primary the sentinels name
+    (redis_server.connect_async), like every other Redis connection; else the hub makes its own."""
+    if not services.settings.redis_sentinels:
+        return None
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    from ..push.hub import BLOCK_MS, CLIENT_NAME
+
+    return services.new_async_redis(max_connections=1, client_name=CLIENT_NAME, retry=Retry(NoBackoff(), 0),
+                                    socket_timeout=BLOCK_MS / 1000 + 3, socket_connect_timeout=3)

@@ -173,7 +173,7 @@ def test_faults004_redis_restarted_under_load(procs, tmp_path):
     assert counts["healthz_recovered_s"] is not None, line
 
 
-def test_faults004_postgres_restarted_under_load(procs, tmp_path):
+def test_faults012_postgres_restarted_under_load(procs, tmp_path):
     pg = procs.add(Postgres().init().start())
     node = procs.add(RedisNode(tmp_path).start())
 
@@ -187,7 +187,7 @@ def test_faults004_postgres_restarted_under_load(procs, tmp_path):
                       after=down_at)
     shown = page.first(lambda e: e["event"] == "ping" and isinstance(e["data"], dict) and e["data"].get("error"),
                        after=down_at)
-    line = report("faults004 postgres restart", outage_s=OUTAGE_S, **counts,
+    line = report("faults012 postgres restart", outage_s=OUTAGE_S, **counts,
                   healthz_shows_outage_s=None if hz is None else round(hz - down_at, 2),
                   page_ping_error=shown is not None)
     assert counts["lost"] == 0 and counts["stream_gave_up"] == 0, line
