@@ -205,8 +205,10 @@ def register(server, services) -> None:
     settings = services.settings
     idle_s = settings.access_idle_minutes * 60
     server.session_interface = SecureWhenHttps(settings.session_cookie_secure, settings.access_required)
+    # the cookie is re-sent when the idle clock moves (at most once a minute), not on every
+    # callback: its expiry follows use all the same
     server.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
-                         PERMANENT_SESSION_LIFETIME=timedelta(seconds=idle_s))
+                         PERMANENT_SESSION_LIFETIME=timedelta(seconds=idle_s), SESSION_REFRESH_EACH_REQUEST=False)
 
     manager = LoginManager()
     manager.init_app(server)

@@ -50,7 +50,9 @@ def test_access012_signing_in_lands_on_the_scope_and_audits_the_address(web):
     me = client.get("/api/v1/me").get_json()
     assert me == {"name": "secretary", "kind": "user", "role": "street_secretary", "scope": F.STREET,
                   "effective_scope": F.STREET}
-    assert client.get(f"/api/v1/me?scope={F.COMMUNITY}").get_json()["effective_scope"] == F.COMMUNITY
+    resp = client.get(f"/api/v1/me?scope={F.COMMUNITY}")
+    assert resp.get_json()["effective_scope"] == F.COMMUNITY
+    assert "Set-Cookie" not in resp.headers  # not re-sent on every request, only as the idle clock moves
     (row,) = audit.query(services.engine, action=audit.SIGNIN_OK)
     assert (row["actor"], row["ip"], row["details"]["scope"]) == ("secretary", "10.2.3.4", F.STREET)
     # a next= on this site is followed, one elsewhere is not
@@ -123,7 +125,13 @@ def test_access018_an_idle_session_expires(gated):
     client = server.test_client()
     A.sign_in(client, "secretary")
     assert client.get("/api/v1/me").status_code == 200
+    # a request moves the idle clock (the cookie is re-sent once it is a minute old)
     with client.session_transaction() as sess:
+        sess["seen"] = time.time() - services.settings.access_idle_minutes * 60 + 30
+    resp = client.get("/api/v1/me")
+    assert resp.status_code == 200 and "Set-Cookie" in resp.headers
+    with client.session_transaction() as sess:
+        assert time.time() - sess["seen"] < 30
         sess["seen"] = time.time() - services.settings.access_idle_minutes * 60 - 5
     resp = client.get(f"/wall?scope={F.STREET}")
     assert resp.status_code == 302 and urlsplit(resp.headers["Location"]).path == "/signin"
