@@ -13,8 +13,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from dashboard.store.regions import load_regions
+
 from . import charts as charts_mod
-from . import figures, pdf, summary, xlsx
+from . import figures, fonts, pdf, summary, words, xlsx
 from .hotspots import Geometry, hotspot_map  # noqa: F401 - Geometry is shared by callers
 from .week import Week
 
@@ -84,7 +86,9 @@ def make(engine, scope: str, week: Week, out: Path, *, tz, lang: str = "zh", now
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for key, path in sorted(b.files.items()):
-            z.write(path, f"{b.stem}/{path.relative_to(b.folder).as_posix()}")
+            # PNG is compressed already: stored, not deflated again
+            z.write(path, f"{b.stem}/{path.relative_to(b.folder).as_posix()}",
+                    compress_type=zipfile.ZIP_STORED if path.suffix == ".png" else zipfile.ZIP_DEFLATED)
     zip_path.write_bytes(buf.getvalue())
     b.files["zip"] = zip_path
     say("zip", next(step), total)
@@ -99,6 +103,9 @@ def make_many(engine, scopes: list[str], week: Week, out: Path, *, tz, lang: str
     now = now or datetime.now(timezone.utc)
     root = root or _common_prefix(scopes)
     geometry = Geometry(engine, root)
+    # the region names the documents will print, and the briefing's own words, in one font subset
+    names = "".join(r["name"] for r in load_regions(engine, scope=root or None, with_geometry=False))
+    fonts.cover(names + "".join(zh + en for zh, en in words.TEXT.values()) + pdf.ALWAYS)
     return [make(engine, s, week, out, tz=tz, lang=lang, now=now, geometry=geometry, progress=progress)
             for s in scopes]
 

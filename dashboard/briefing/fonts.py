@@ -172,24 +172,36 @@ def _otf_bytes() -> bytes:
     return font().path.read_bytes()
 
 
-_REGISTERED: dict[str, str] = {}
+# The process's TrueType subset: (characters it covers, ReportLab font name). Converting costs
+# a second or two (parsing the CFF font, then every glyph), so a document whose characters are
+# all in the current subset uses it (ReportLab embeds only the glyphs a document draws), and a
+# document with new ones makes a new subset of the union.
+_CURRENT: tuple[frozenset, str] = (frozenset(), "")
 
 
 def pdf_font(text: str) -> str:
-    """Registers with ReportLab a TrueType subset of the font covering ``text`` (after checking
-    every character is in it); returns the ReportLab font name. Subsets are shared by documents
-    with the same characters."""
+    """A ReportLab font name for a TrueType subset of the font covering ``text``, after checking
+    every character is in the font (``Font.require``)."""
+    global _CURRENT
     f = font()
     f.require(text)
-    chars = "".join(sorted(set(text) - _IGNORED | {" "}))
-    key = hashlib.sha1(chars.encode("utf-8")).hexdigest()[:12]
+    wanted = frozenset(text) - _IGNORED | {" "}
     with _RL_LOCK:
-        name = _REGISTERED.get(key)
-        if name is None:
-            from reportlab.pdfbase import pdfmetrics
-            from reportlab.pdfbase.ttfonts import TTFont
+        covered, name = _CURRENT
+        if wanted <= covered:
+            return name
+        chars = "".join(sorted(covered | wanted))
+        key = hashlib.sha1(chars.encode("utf-8")).hexdigest()[:12]
+        from reportlab.pdfbase import pdfmetrics
+        from reportlab.pdfbase.ttfonts import TTFont
 
-            name = f"BriefingCJK-{key}"
-            pdfmetrics.registerFont(TTFont(name, io.BytesIO(_to_truetype(_otf_bytes(), chars, key))))
-            _REGISTERED[key] = name
+        name = f"BriefingCJK-{key}"
+        pdfmetrics.registerFont(TTFont(name, io.BytesIO(_to_truetype(_otf_bytes(), chars, key))))
+        _CURRENT = (frozenset(chars), name)
     return name
+
+
+def cover(text: str) -> None:
+    """Makes the PDF subset cover ``text`` ahead of the documents that will draw it (a run of
+    several briefings converts the font once instead of once per new name)."""
+    pdf_font(text)
