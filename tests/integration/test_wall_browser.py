@@ -179,7 +179,7 @@ def test_wall012_drill_down_district_street_community_grid_and_back(city, server
     for want in steps:
         d.execute_script("wallMap.map.closePopup()")
         click_grid(d, grid)
-        wait_for(d, f"{crumbs} === '{want}'", 5)
+        wait_for(d, f"{crumbs} === '{want}'", 20)
         # the map shows the chosen region
         inside = d.execute_script(
             "const b = wallMap.boundsOf(arguments[0]); return wallMap.map.getBounds().pad(0.05).contains(b)", want)
@@ -189,7 +189,7 @@ def test_wall012_drill_down_district_street_community_grid_and_back(city, server
     assert grid in d.find_element(By.ID, "map-info").text
     for want in (grid[:12], grid[:9], "370202"):
         d.find_element(By.ID, "map-back").click()
-        wait_for(d, f"{crumbs} === '{want}'", 5)
+        wait_for(d, f"{crumbs} === '{want}'", 20)
     assert d.find_element(By.ID, "map-back").get_attribute("disabled")
     assert severe_logs(d) == []
 
@@ -206,9 +206,9 @@ def test_wall023_measure_buttons_recolour_grids_and_legend(city, server, browser
     before, layers = d.execute_script(fills), d.execute_script("return Object.keys(wallMap.grids).length")
     label = next(e for e in d.find_elements(By.CSS_SELECTOR, ".map-measure label") if e.text == "整改中隐患")
     label.click()
-    wait_for(d, "document.querySelector('#map-legend .legend-title').textContent === '整改中隐患'", 5)
+    wait_for(d, "document.querySelector('#map-legend .legend-title').textContent === '整改中隐患'", 20)
     assert d.execute_script(checked) == "hazards" and d.execute_script("return wallMap.measure") == "hazards"
-    wait_for(d, f"(function () {{ {fills} }})().join() !== {before!r}.join()", 5)
+    wait_for(d, f"(function () {{ {fills} }})().join() !== {before!r}.join()", 20)
     assert d.execute_script("return Object.keys(wallMap.grids).length") == layers  # recoloured, not redrawn
     assert severe_logs(d) == []
 
@@ -229,7 +229,7 @@ def test_wall024_event_popup_fetches_its_details_in_scope(city, server, browser)
     d.execute_script(f"wallMap.evMarkers[{target['id']!r}].openPopup()")
     category = domain.CATEGORIES[target["category"]][0]
     source = domain.SOURCES[target["source"]][0]
-    wait_for(d, f"(document.querySelector('.wall-popup .ev-popup') || {{}}).textContent.indexOf({category!r}) >= 0", 5)
+    wait_for(d, f"(document.querySelector('.wall-popup .ev-popup') || {{}}).textContent.indexOf({category!r}) >= 0", 20)
     text = d.find_element(By.CSS_SELECTOR, ".wall-popup .ev-popup").text
     assert source in text and "来源" in text and "正在读取详情" not in text
     assert severe_logs(d) == []
@@ -556,7 +556,7 @@ def test_wall016_lost_feed_shows_banner_and_catches_up(city, browser, tmp_path):
         app.start()
         wait_for(d, "document.getElementById('feed-banner').hidden", 20)
         wait_for(d, "document.querySelector('#wall-ticker li[data-ev=\"gap-001\"]')", 10)
-        wait_for(d, "!!wallLive.live.get('gap-001')", 5)
+        wait_for(d, "!!wallLive.live.get('gap-001')", 20)
         logs = [m for m in severe_logs(d) if "ERR_CONNECTION_REFUSED" not in m and "ERR_EMPTY_RESPONSE" not in m
                 and "ERR_INCOMPLETE_CHUNKED_ENCODING" not in m
                 and "Callback failed: the server did not respond" not in m]  # a callback in flight at the cut
