@@ -160,3 +160,45 @@ def test_web003_workers_starting_together_get_one_session_key(tmp_path):
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert [f.name for f in (tmp_path / "var").iterdir()] == ["secret_key"]  # no temporary file left
     assert secret_key(Settings.from_env({}, var_dir=var, secret_key="given")) == "given"
+
+
+def test_web004_the_demo_in_one_command_runs_the_simulator_through_uvicorn(tmp_path):
+    """``python -m dashboard`` as the README gives it (demo mode: seed, simulator), the history
+    shortened to none so the test does not wait for a month of reports."""
+    var = tmp_path / "var"
+    var.mkdir()
+    port = free_port(9590)
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "WEB_WORKERS", "SECRET_KEY")}
+    env.update(VAR_DIR=str(var), PYTHONPATH=str(ROOT), LOG_LEVEL="WARNING", DEMO_HISTORY_DAYS="0",
+               SIM_SPEED="60")
+    with open(var / "serve.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "dashboard", "--port", str(port)], cwd=ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        end = time.monotonic() + 300  # the demo district is seeded first
+        while True:
+            assert proc.poll() is None, (var / "serve.log").read_text()[-3000:]
+            try:
+                resp = requests.get(url + "/healthz", timeout=5)
+                if resp.status_code == 200 and resp.json()["feed"]["consumers"]:
+                    break
+            except (requests.ConnectionError, requests.Timeout):
+                pass
+            assert time.monotonic() < end, (var / "serve.log").read_text()[-3000:]
+            time.sleep(0.5)
+        assert resp.headers["server"] == "uvicorn"
+        page = Page(port, scope="370202")
+        page.read_until(hello)
+        page.read_until(lambda ev: bool(page.deltas()), timeout=120)  # the simulator's feed, pushed
+        assert all(d["g"].startswith("370202") for d in page.deltas())
+        page.close()
+        assert (var / "secret_key").stat().st_size > 0  # demo mode: the session key generated once
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0, (var / "serve.log").read_text()[-3000:]
