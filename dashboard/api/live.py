@@ -29,7 +29,7 @@ from flask import Response, jsonify, request
 from ..feed.contract import DELTAS
 from ..feed.deltas import decode
 from ..feed.health import read_health
-from ..push.protocol import PING_S, BadRequest, filter_scope, is_gap, key, parse_request, sse
+from ..push.protocol import PING_S, BadRequest, filter_scope, is_gap, parse_request, sse
 from ..push.protocol import s as s_
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class OpenPages:
 OPEN_PAGES = OpenPages()
 
 
-_s, _key = s_, key
+_s = s_
 
 
 def last_id(r) -> str:
