@@ -119,7 +119,7 @@
     loadEvents(function () { S.markReady("events"); });
     if (!cfg.n_grids) S.markReady("grids");
     connect();
-    S.watchdog = setInterval(watch, 500);
+    S.watchdog = setInterval(watch, S.WATCH_MS);
     if (cfg.rotate > 0 && (cfg.rotation || []).length) S.rotateTimer = setTimeout(rotate, cfg.rotate * 1000);
     return nu;
   };
@@ -302,9 +302,14 @@
     setFeed(true, parts.join(" · "));
   }
 
+  // The page says the feed is lost at most LOST_AFTER_MS + WATCH_MS after its last message (the
+  // server pings every second): within the 5 s the wall promises (wall016 reads these).
+  S.LOST_AFTER_MS = 4000;
+  S.WATCH_MS = 500;
+
   function watch() {
     const quiet = Date.now() - (S.lastPing || 0);
-    if (S.lastPing && quiet > 4000 && S.connected !== false) setFeed(false);
+    if (S.lastPing && quiet > S.LOST_AFTER_MS && S.connected !== false) setFeed(false);
     if (!S.lastPing && performance.now() - S.t0 > 6000 && S.connected !== false) setFeed(false);
     if (S.es && S.es.readyState === 2 && !S.retryTimer) {
       // The server answered with an error: EventSource gives up, we retry from the last id.
