@@ -273,18 +273,23 @@ class Hub:
             pipe.xinfo_stream(DELTAS)
         for p in pages:
             pipe.xrange(DELTAS, "(" + p.cursor, self.cursor, count=REPLAY_COUNT)
-        res = await pipe.execute(raise_on_error=False)
+        try:
+            res = await pipe.execute(raise_on_error=False)
+        except Exception:
+            self.joining = pages + self.joining  # Redis away: they resume once it is back
+            raise
         oldest = info = None
         if check:
             first, info = res[0], res[1]
             oldest = s(first[0][0]) if first and not isinstance(first, Exception) else None
             res = res[2:]
         now = time.monotonic()
-        for p, entries in zip(pages, res):
+        for n, (p, entries) in enumerate(zip(pages, res)):
             if p.closed:
                 continue
             if isinstance(entries, Exception):
                 if _is_connection_error(entries):
+                    self.joining = pages[n:] + self.joining
                     raise entries
                 self.drop(p, "bad resume point")
                 continue

@@ -469,7 +469,7 @@ def test_push005_redis_away_is_told_to_pages_and_they_recover_without_reconnecti
     try:
         svc = make_services(database_url, f"redis://127.0.0.1:{port}/0")
         r = svc.redis
-        r.xadd(DELTAS, {"d": json.dumps([{"k": "event", "op": "upsert", "g": F.GRIDS[0], "id": "first"}])})
+        first = r.xadd(DELTAS, {"d": json.dumps([{"k": "event", "op": "upsert", "g": F.GRIDS[0], "id": "first"}])})
         with serving(svc) as (_, sport):
             page = Page(sport, scope=F.STREET)
             page.read_until(lambda ev: hello(ev) and any(e["event"] == "ping" and "error" not in e["data"]
@@ -479,9 +479,17 @@ def test_push005_redis_away_is_told_to_pages_and_they_recover_without_reconnecti
             n = len(page.events)
             page.read_until(lambda ev: any(e["event"] == "ping" and "error" in e["data"] for e in ev[n:]),
                             timeout=20)
+            # a page resuming while Redis is away waits for it, then replays and joins
+            resumer = Page(sport, scope=F.STREET, last_event_id=first.decode())
+            resumer.read_until(lambda ev: hello(ev) and any(e["event"] == "ping" and "error" in e["data"]
+                                                            for e in ev), timeout=20)
+            time.sleep(3 * hubmod.RETRY_S)  # the reader tries (and fails) its replay while Redis is away
             proc = start()  # the same data (append-only file): the stream is still there
             r.xadd(DELTAS, {"d": json.dumps([{"k": "event", "op": "upsert", "g": F.GRIDS[0], "id": "back"}])})
             page.read_until(lambda ev: "back" in {d["id"] for d in page.deltas()}, timeout=30)
+            resumer.read_until(lambda ev: "back" in {d["id"] for d in resumer.deltas()}, timeout=30)
+            assert [d["id"] for d in resumer.deltas()] == ["back"]  # nothing before its resume point
+            resumer.close()
             n = len(page.events)
             page.read_until(lambda ev: any(e["event"] == "ping" for e in ev[n:]))
             assert "error" not in [e for e in page.events[n:] if e["event"] == "ping"][-1]["data"]
