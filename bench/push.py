@@ -33,7 +33,8 @@ Figures (issue 15, Speed):
   push_stage_stored_p95_ms publish -> the delta's stream entry (the consumer validated, stored,
                            committed and published it; the entry id's time is Redis's clock)
   push_stage_pushed_p50_ms / _p95_ms  the delta's entry -> parsed by the page: the push alone
-Baseline, in the same run: the code of the starting commit (a git worktree, --old), thread per page:
+Baseline, in the same run: the code of issue 15's starting commit, thread per page, from a worktree
+(`git worktree add /tmp/e-old 403b7c9`, then --old /tmp/e-old; without it the baseline is skipped):
   *_thread_per_page        the same figures under its `python -m dashboard` (werkzeug, threaded),
                            on a district built by that code the same way
   push_pages_answering_gthread16  its documented `gunicorn -k gthread --threads 16 -w 1
