@@ -179,3 +179,25 @@ def test_cli010_the_code_has_no_import_cycle():
                 todo.extend(graph[m])
     assert cycles == []
     assert _imports(files["dashboard.errors"], "dashboard.errors", set(files)) == set()
+
+
+def test_cli011_a_package_adds_its_subcommand_with_one_entry(tmp_path, monkeypatch, capsys):
+    # how a capability in its own package (e.g. the weekly briefing) registers a subcommand:
+    # a module with add_arguments(parser) and run(args, settings), named in COMMANDS
+    from dashboard import cli
+
+    (tmp_path / "extra_cmd.py").write_text(
+        "def add_arguments(p):\n    p.add_argument('--week')\n\n"
+        "def run(args, settings):\n    print('week', args.week, settings.timezone)\n    return 3\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(cli.COMMANDS, "extra", cli.module_command("an extra command", "extra_cmd"))
+    import logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level  # main() sets up the process's logging; give it back
+    try:
+        assert cli.main(["extra", "--week", "2026-W49"]) == 3
+    finally:
+        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+    assert capsys.readouterr().out.strip() == "week 2026-W49 Asia/Shanghai"
+    assert "extra" in cli.build_parser().format_help()
