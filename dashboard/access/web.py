@@ -187,6 +187,7 @@ PAGE = """<!doctype html>
 def render_page(lang: str, *, status: int = 200, signout: bool = False, **kw):
     """The sign-in (or sign-out) page. Jinja escapes every value: names typed by users are text."""
     args = request.args.to_dict()
+    args.pop("token", None)  # a wall's token is not repeated into links
     args["lang"] = "zh" if lang == "en" else "en"
     form = kw.pop("form", None) or (SignOutForm() if signout else SignInForm())
     heading = t("signout_title" if signout else "signin_title", lang)
