@@ -140,7 +140,7 @@ def main() -> None:
         runs = [timed_cli(var_dir, tmp / "out", *scope_args) for _ in range(args.runs)]
         figures[name] = statistics.median(r[0] for r in runs)
         print(f"{name} = {figures[name]:.2f}", flush=True)
-        print(f"{name.replace('_s', '_cpu_s')} = {statistics.median(r[1] for r in runs):.2f}", flush=True)
+        print(f"{name[:-2]}_cpu_s = {statistics.median(r[1] for r in runs):.2f}", flush=True)
     print(f"briefing_district_warm_s = {warm(var_dir, tmp / 'warm', args.runs):.2f}", flush=True)
     print(f"# load average {os.getloadavg()[0]:.1f} at the end", flush=True)
     if args.docs:

@@ -96,3 +96,9 @@ def line_with(text: str, start: str) -> str:
         if line.split()[:1] == [start]:
             return line
     raise AssertionError(f"no line starting with {start!r} in the PDF text")
+
+
+def without_section(text: str, heading: str, next_heading: str) -> str:
+    """The text less one section of the body (the last ``heading``: the contents list it first)."""
+    i = text.rindex(heading)
+    return text[:i] + text[text.index(next_heading, i):]

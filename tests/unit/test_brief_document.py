@@ -14,7 +14,7 @@ from dashboard.briefing import week as weeks
 from dashboard.domain import label
 from dashboard.store.schema import region
 from tests.unit.brief_support import (
-    DAYS, WEEK, by_hand, line_with, numbers, pct, pdffonts, pdftotext,
+    DAYS, WEEK, by_hand, line_with, numbers, pct, pdffonts, pdftotext, without_section,
 )
 from tests.unit.kpi_fixtures import COMMUNITIES, DISTRICT, GRIDS, NOW, STREET_A, TZ, seeded
 
@@ -117,7 +117,7 @@ def test_brief003_workbook_cells_are_typed_frozen_named_in_chinese_and_add_up(di
     sl = {r[1]: r[5] for r in wb["三零社区"].iter_rows(min_row=2, values_only=True)}
     assert {c for c, zero in sl.items() if zero is None} == hand["sanling_lost"]
     assert set(sl) == set(COMMUNITIES)
-    # the PDF's total for the category table is the same sum
+    # the PDF's daily table adds up to the same total
     assert line_with(pdftotext(b.files["pdf"]), "合计").split()[1] == f"{sum(hand['daily_reported']):,}"
 
 
@@ -128,7 +128,7 @@ def test_brief004_every_number_of_the_summary_is_one_of_the_documents(district, 
     assert f"共受理事件{hand['reported']:,}件" in said and "同比无同期数据" in said
     text = pdftotext(b.files["pdf"], layout=False)
     # the document without its summary section: the numbers must come from the tables
-    rest = text[:text.index("一、本周概况", text.index("八、热点网格"))] + text[text.index("二、核心指标", text.index("一、本周概况", text.index("八、热点网格"))):]
+    rest = without_section(text, "一、本周概况", "二、核心指标")
     missing = numbers(said) - numbers(rest)
     assert not missing, (missing, said)
     assert b.files["summary"].read_text(encoding="utf-8").strip() == said
@@ -136,8 +136,7 @@ def test_brief004_every_number_of_the_summary_is_one_of_the_documents(district, 
     said_en = " ".join(en.summary)
     assert f"received {hand['reported']:,} events" in said_en
     en_text = pdftotext(en.files["pdf"], layout=False)
-    en_rest = en_text[:en_text.index("1. Summary", en_text.index("8. Hotspot"))] + \
-        en_text[en_text.index("2. Headline figures", en_text.index("1. Summary", en_text.index("8. Hotspot"))):]
+    en_rest = without_section(en_text, "1. Summary", "2. Headline figures")
     assert not numbers(said_en) - numbers(en_rest), said_en
     wb = openpyxl.load_workbook(en.files["xlsx"])
     assert wb.sheetnames[0] == "Headline"
