@@ -176,6 +176,11 @@ def test_access021_access_required_sends_anonymous_pages_to_sign_in_and_refuses_
     assert client.get("/api/v1/geo/regions?scope=370202").status_code == 401
     assert client.get("/healthz").status_code in (200, 503)
     assert client.get("/signin").status_code == 200
+    # the API-key APIs keep their own authentication: reached (and judged by it), not sent to sign-in
+    assert client.post("/api/v1/reports", json={}, headers={"X-API-Key": "demo-key"}).status_code == 422
+    resp = client.post("/api/v1/reports", json={})
+    assert resp.status_code == 401 and "API key" in resp.get_json()["message"]  # the API's answer, not sign-in's
+    assert client.get("/open311/v2/services.json").status_code == 200
 
 
 def test_access022_a_signed_in_street_secretary_gets_their_street_and_no_other(gated):
