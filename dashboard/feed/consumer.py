@@ -36,7 +36,7 @@ from sqlalchemy.engine import Engine
 from . import deltas as D
 from .apply import Conflict, Item, MaybeReplay, apply_batch, expire_pending, has_pending, ready_targets
 from .contract import DEAD_LETTER, GROUP, STREAM, InvalidMessage, parse
-from .health import RateMeter, prune_health, write_health
+from .health import RateMeter, mark_store_down, prune_health, write_health
 from .resolve import Resolver
 
 log = logging.getLogger(__name__)
@@ -171,6 +171,7 @@ class Consumer:
         self._post: list | None = None  # Redis work left after a commit (Redis went away)
         self._last_message_at: datetime | None = None
         self._due: dict[str, float] = {}
+        self._store_down = False
 
     # --- control ----------------------------------------------------------------
     def stop(self) -> None:
@@ -247,7 +248,9 @@ class Consumer:
                 wait = self.backoff.next()
                 log.error("redis error", extra={"error": str(exc), "consumer": self.name, "retry_in_s": wait})
                 self._sleep(wait)
-            except Exception:  # noqa: BLE001 - the loop never dies on one bad turn
+            except Exception as exc:  # noqa: BLE001 - the loop never dies on one bad turn
+                if _transient_db(exc):
+                    self._store(exc)
                 own_pending = True  # what this turn read is retried first
                 wait = self.backoff.next()
                 log.exception("consumer turn failed", extra={"consumer": self.name, "retry_in_s": wait})
@@ -372,7 +375,9 @@ class Consumer:
         while True:
             try:
                 with self.engine.begin() as conn:
-                    return apply_batch(conn, items, tz=self.tz, optimistic=optimistic)
+                    out = apply_batch(conn, items, tz=self.tz, optimistic=optimistic)
+                self._store(None)
+                return out
             except Exception as exc:  # noqa: BLE001
                 if optimistic and isinstance(exc, (sa_exc.IntegrityError, MaybeReplay)):
                     optimistic = False  # a replay or a clash: apply again, looking everything up
@@ -381,6 +386,8 @@ class Consumer:
                     continue
                 optimistic = False
                 if _transient_db(exc) or isinstance(exc, Conflict):
+                    if not isinstance(exc, Conflict):
+                        self._store(exc)
                     delay = wait.next()
                     log.warning("database busy or unavailable; retrying the batch",
                                 extra={"error": f"{exc.__class__.__name__}: {str(exc)[:300]}",
@@ -403,6 +410,18 @@ class Consumer:
                             extra={"error": f"{exc.__class__.__name__}: {str(exc)[:300]}",
                                    "consumer": self.name, "stream_id": items[0].stream_id})
                 return self._isolate(items)
+
+    def _store(self, exc: BaseException | None) -> None:
+        """Tell the screens (the feed health their pings carry) that the store is unreachable, or
+        is back: without it an outage of the database looks like a quiet feed."""
+        down = exc is not None
+        if down == self._store_down and not down:
+            return
+        try:
+            mark_store_down(self.redis, self.name, f"{exc.__class__.__name__}" if down else None)
+            self._store_down = down
+        except (redis.RedisError, OSError):
+            pass
 
     def _isolate(self, items: list[Item]):
         from .apply import Outcome
@@ -450,6 +469,8 @@ class Consumer:
         except Exception as exc:  # noqa: BLE001
             if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
                 raise
+            if _transient_db(exc):
+                self._store(exc)
             log.warning("held-message pass failed", extra={"error": f"{exc.__class__.__name__}: {exc}",
                                                            "consumer": self.name})
 

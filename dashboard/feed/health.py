@@ -95,7 +95,7 @@ def health_from(results, scanned: int | None = None) -> dict:
     age = None
     if last:
         age = round(now - datetime.fromisoformat(last).timestamp(), 1)
-    return {
+    out = {
         "lag": int(lag) if lag is not None else None,
         "pending": int(g["pending"]) if g else None,
         "rate": round(rate, 2),
@@ -107,6 +107,36 @@ def health_from(results, scanned: int | None = None) -> dict:
         "group": g is not None,
         "history": _history_progress(h, now),
     }
+    down = store_down_errors(h, now)
+    if down:  # the screens' banner: a ping with an error says the feed is not reaching the store
+        out["error"] = "store unavailable: " + down[0]
+    return out
+
+
+STORE_DOWN = "store_down:"  # + consumer name -> "<epoch s> <error>" while the store refuses its batch
+
+
+def store_down_errors(h: dict, now: float) -> list[str]:
+    """Errors of consumers whose store is unreachable now (a mark older than ACTIVE_S is a dead
+    consumer's leftover and says nothing)."""
+    out = []
+    for k, v in h.items():
+        if k.startswith(STORE_DOWN):
+            at, _, error = v.partition(" ")
+            try:
+                if now - float(at) <= ACTIVE_S:
+                    out.append(error)
+            except ValueError:
+                continue
+    return out
+
+
+def mark_store_down(r: redis.Redis, name: str, error: str | None) -> None:
+    """The consumer ``name`` cannot reach the store (``error``), or can again (None)."""
+    if error:
+        r.hset(HEALTH, STORE_DOWN + name, f"{time.time():.3f} {error}")
+    else:
+        r.hdel(HEALTH, STORE_DOWN + name)
 
 
 def _history_progress(h: dict, now: float) -> str | None:

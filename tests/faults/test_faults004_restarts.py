@@ -187,12 +187,19 @@ def test_faults012_postgres_restarted_under_load(procs, tmp_path):
                       after=down_at)
     shown = page.first(lambda e: e["event"] == "ping" and isinstance(e["data"], dict) and e["data"].get("error"),
                        after=down_at)
+    cleared = None if shown is None else page.first(
+        lambda e: e["event"] == "ping" and isinstance(e["data"], dict) and not e["data"].get("error"), after=shown["t"])
     line = report("faults012 postgres restart", outage_s=OUTAGE_S, **counts,
                   healthz_shows_outage_s=None if hz is None else round(hz - down_at, 2),
-                  page_ping_error=shown is not None)
+                  page_shows_outage_s=None if shown is None else round(shown["t"] - down_at, 2),
+                  page_error=None if shown is None else shown["data"]["error"],
+                  page_clear_after_restart_s=None if cleared is None else round(cleared["t"] - back_at, 2))
     assert counts["lost"] == 0 and counts["stream_gave_up"] == 0, line
     assert counts["api_other"] == 0, line + f" {api.other[:3]}"
     assert hz is not None and hz - down_at <= SHOWN_WITHIN_S, line
+    # the page's banner: the consumer marks the store down in the feed health its pings carry
+    assert shown is not None and shown["t"] - down_at <= SHOWN_WITHIN_S, line
+    assert "store unavailable" in shown["data"]["error"] and cleared is not None, line
     assert counts["page_connections"] == 1 and counts["page_data_after_restart"] > 0, line
     assert counts["page_duplicate_ids"] == 0 and counts["page_gap_events"] == 0, line
     assert counts["healthz_recovered_s"] is not None, line
