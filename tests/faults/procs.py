@@ -77,7 +77,15 @@ class Procs:
     def kill_all(self) -> None:
         for item in reversed(self.items):
             try:
-                item.kill()
+                if isinstance(item, subprocess.Popen):
+                    # its own session (popen): the group holds its children too (uvicorn's workers)
+                    try:
+                        os.killpg(item.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    item.wait(10)
+                else:
+                    item.kill()
             except Exception:  # noqa: BLE001 - best effort at teardown
                 pass
         self.items.clear()
