@@ -39,9 +39,9 @@ def publish(r: redis.Redis, message, *, replicas: int = 0, timeout_ms: int = 100
     """Validate ``message`` (a model, dict or JSON text) and add it to the stream.
 
     Returns the stream entry id. Raises contract.InvalidMessage on bad input, NotReplicated when
-    ``replicas`` did not acknowledge it in ``timeout_ms``. ``also(pipe, entry)``: more writes sent
-    with it in one round trip (``entry`` is unknown there: None). Producers never trim: only the
-    consumer trims, and never past what the group has not acknowledged.
+    ``replicas`` did not acknowledge it in ``timeout_ms``. ``also(pipe, model)``: more writes sent
+    with it in one round trip (before the WAIT, so it covers them too). Producers never trim: only
+    the consumer trims, and never past what the group has not acknowledged.
     """
     model = message if hasattr(message, "model_dump_json") else parse(message)
     if not replicas and also is None:
