@@ -4,8 +4,9 @@ The page is rendered from its query (``scope``, ``week``, ``lang``); its one cal
 briefing (dashboard.briefing.build, the same code as ``python -m dashboard briefing``) into
 VAR_DIR/briefings/ and fills the preview; the files are served from there by
 ``/briefing/files/<briefing>/<file>``. A briefing asked for again within a minute is not made
-again. Scope: any region in the store, until sign-in brings roles (then the viewer's scope must
-contain the briefing's, checked here for the page and the files alike).
+again. Scope is the sign-in's rule (``dashboard.access.web.request_scope``), checked on the
+server for the page's choices, the callback that makes a briefing and every file served: a
+street's secretary sees their street and what is inside it, never the district's briefing.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import flask
 from dash import Input, Output
 from sqlalchemy import select
+from werkzeug.exceptions import Forbidden
 
 from dashboard import ids, kpi
 from dashboard.briefing import BriefingError, build, fonts
@@ -23,9 +25,10 @@ from dashboard.briefing import week as weeks
 from dashboard.briefing.words import w
 from dashboard.i18n import pick_lang, t
 from dashboard.store.schema import region
+from dashboard.store.scope import in_scope
 from layouts.briefing import briefing_page, error, preview
 
-STEM = re.compile(r"^briefing-\d{6,24}-\d{4}-W\d{2}(-en)?$")
+STEM = re.compile(r"^briefing-(\d{6,24})-\d{4}-W\d{2}(-en)?$")
 WEEKS_SHOWN = 26
 REUSE_S = 60.0
 
@@ -34,10 +37,18 @@ def folder(services) -> Path:
     return Path(services.settings.var_path) / "briefings"
 
 
-def scopes(services) -> list[dict]:
+def allowed(services, requested: str | None) -> str | None:
+    """The scope this request may see for ``requested`` (None: the viewer's own); raises
+    werkzeug's Forbidden (403) for a scope outside the viewer's, audited by the access layer."""
+    from dashboard.access.web import request_scope
+
+    return request_scope(services, requested or None, where="/briefing")
+
+
+def scopes(services, within: str | None) -> list[dict]:
     with services.engine.connect() as conn:
         rows = conn.execute(select(region.c.code, region.c.name, region.c.level)
-                            .where(region.c.level.in_(("district", "street", "community")))
+                            .where(region.c.level.in_(("district", "street", "community")), in_scope(region.c.code, within))
                             .order_by(region.c.code)).mappings().all()
     return [dict(r) for r in rows]
 
@@ -46,8 +57,13 @@ def page(services, query: dict, lang: str):
     tz = services.settings.timezone
     today = kpi.local_date(datetime.now(timezone.utc), tz)
     listed = [weeks.of_day(today - timedelta(days=7 * i)).iso for i in range(WEEKS_SHOWN + 1)]
-    options = scopes(services)
-    default = next((s["code"] for s in options if s["level"] == "district"), options[0]["code"] if options else "")
+    try:
+        own = allowed(services, None)
+    except Forbidden as exc:
+        return error(exc.description, lang)
+    options = scopes(services, own)
+    default = own or next((s["code"] for s in options if s["level"] == "district"),
+                          options[0]["code"] if options else "")
     chosen = {"scope": query.get("scope") or default, "week": query.get("week") or listed[1], "lang": lang}
     return briefing_page(options, listed, chosen, lang)
 
@@ -87,8 +103,10 @@ def register(app, services) -> None:
 
     @app.server.route("/briefing/files/<stem>/<path:name>")
     def briefing_file(stem: str, name: str):
-        if not STEM.match(stem):
+        m = STEM.match(stem)
+        if not m:
             flask.abort(404)
+        allowed(services, m.group(1))  # 403 for a briefing outside the viewer's scope
         # a chart keeps its briefing's name when saved (trend.png alone says too little)
         saved = f"{stem}-{name.rsplit('/', 1)[-1]}" if "/" in name else name
         return flask.send_from_directory(folder(services) / stem, name, as_attachment=True, download_name=saved,
@@ -99,7 +117,10 @@ def register(app, services) -> None:
         req = req or {}
         lang = pick_lang(req.get("lang"), services.settings.ui_lang)
         try:
-            b = make(services, str(req.get("scope") or ""), str(req.get("week") or ""), lang)
+            scope = allowed(services, str(req.get("scope") or "")) or ""
+            b = make(services, scope, str(req.get("week") or ""), lang)
         except BriefingError as exc:
             return error(str(exc), lang)
+        except Forbidden as exc:
+            return error(exc.description, lang)
         return preview(result(b, lang), lang)
