@@ -176,9 +176,9 @@ class LivePage(threading.Thread):
             if self.stop_event.is_set():
                 return
             if raw == "":
-                if ev["data"] or ev["event"] or ev["id"]:
-                    if ev["id"] is not None:
-                        self.last_id = ev["id"]
+                if ev["id"] is not None:
+                    self.last_id = ev["id"]   # an id alone (a skip comment) moves the resume point
+                if ev["data"]:                # like EventSource: nothing is dispatched without data
                     data = "\n".join(ev["data"])
                     try:
                         data = json.loads(data) if data else None

@@ -69,6 +69,8 @@ def test_faults002_consumers_sigkilled_at_random_points(procs, tmp_path, db_urls
             and time.monotonic() - started < (900 if long_run else 150):
         time.sleep(rnd.uniform(0.2, 1.2))
         victim = rnd.choice(list(running))
+        if kills % 2 == 0:  # every other kill waits for the victim to hold a batch: inside one, surely
+            wait_until(lambda: _pending_of(r, victim) > 0, 10, step=0.005)
         proc = running.pop(victim)
         assert proc.poll() is None, f"consumer {victim} died by itself: {log.read_text()[-3000:]}"
         proc.send_signal(signal.SIGKILL)
