@@ -267,7 +267,8 @@ def build(f: dict, charts: dict, summary: list[str], lang: str = "zh") -> bytes:
     page_words = w("page", lang, n="", total="")
     font = fonts.pdf_font("".join(record.seen) + header + page_words + ALWAYS)
     doc = _Doc(io.BytesIO(), pagesize=A4, leftMargin=MARGIN, rightMargin=MARGIN, topMargin=MARGIN + 2 * mm,
-               bottomMargin=MARGIN, initialFontName=font, initialFontSize=9, title=f"{w('title', lang)} {f['scope']['name']} {f['week']['iso']}",
+               bottomMargin=MARGIN, initialFontName=font, initialFontSize=9,
+               title=f"{w('title', lang)} {f['scope']['name']} {f['week']['iso']}",
                author="网格化治理指挥中心" if lang == "zh" else "Grid Governance Command Center",
                subject=header, lang="zh-CN" if lang == "zh" else "en")
     frame = Frame(MARGIN, MARGIN, BODY_W, PAGE_H - 2 * MARGIN - 2 * mm, id="body")
