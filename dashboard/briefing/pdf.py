@@ -12,6 +12,7 @@ import io
 from datetime import datetime
 from xml.sax.saxutils import escape
 
+from reportlab import rl_config
 from reportlab.lib import colors
 from reportlab.lib.enums import TA_LEFT
 from reportlab.lib.pagesizes import A4
@@ -29,6 +30,10 @@ from dashboard.domain import label
 from . import fonts
 from .figures import HEADLINE, RATES
 from .words import change_cell, level_name, n, pct, share, sub_name, unit_name, w
+
+# images as plain Flate streams, without ReportLab's ASCII85 wrapping: a sixth smaller, a little
+# faster (the briefing is this process's only ReportLab user)
+rl_config.useA85 = 0
 
 PAGE_W, PAGE_H = A4
 MARGIN = 18 * mm
