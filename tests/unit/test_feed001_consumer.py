@@ -248,12 +248,13 @@ def test_feed007_two_consumers_share_the_stream_without_double_application(svc):
     msgs += [F.position(f"W{i % 20}", minutes_ago=100 - i % 50) for i in range(200)]
     F.xadd_all(r, msgs)
     stop = threading.Event()
-    a = Consumer(svc, name="A", batch=50, block_ms=100, stop_event=stop)
-    b = Consumer(svc, name="B", batch=50, block_ms=100, stop_event=stop)
+    # small batches: 100+ reads to share, so a consumer thread started late still gets some
+    a = Consumer(svc, name="A", batch=10, block_ms=100, stop_event=stop)
+    b = Consumer(svc, name="B", batch=10, block_ms=100, stop_event=stop)
     threads = [threading.Thread(target=c.run) for c in (a, b)]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a bound for a loaded machine, not a speed check
     try:
         while time.monotonic() < deadline:
             with svc.engine.connect() as conn:
@@ -287,6 +288,17 @@ def test_feed007_two_consumers_share_the_stream_without_double_application(svc):
     assert r.xlen(DEAD_LETTER) == 0
 
 
+def wait_idle(r, idle_ms: int, timeout: float = 30.0) -> bool:
+    """Every pending entry of the group has been idle at least ``idle_ms`` (Redis's own clock)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = r.xpending_range(STREAM, GROUP, min="-", max="+", count=1000)
+        if rows and all(row["time_since_delivered"] >= idle_ms for row in rows):
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def test_feed008_pending_entries_of_a_dead_consumer_are_claimed(svc):
     r = svc.redis
     msgs = [F.reported(f"C{i}") for i in range(30)]
@@ -294,9 +306,11 @@ def test_feed008_pending_entries_of_a_dead_consumer_are_claimed(svc):
     r.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
     taken = r.xreadgroup(GROUP, "ghost", {STREAM: ">"}, count=30)  # reads, then "dies" without acking
     assert len(taken[0][1]) == 30
-    stats = Consumer(svc, name="alive", claim_idle_ms=50).run(burst=True)
-    assert stats["applied"] == 0  # not idle long enough yet: left alone
-    time.sleep(0.1)
+    # idle for less than the threshold (a minute: however slow this machine is): left alone
+    stats = Consumer(svc, name="alive", claim_idle_ms=60_000).run(burst=True)
+    assert stats["applied"] == 0
+    # idle past the threshold (wait until Redis itself says so): claimed
+    assert wait_idle(r, 50)
     stats = Consumer(svc, name="alive", claim_idle_ms=50).run(burst=True)
     assert stats["applied"] == 30
     assert F.count(svc.engine, event) == 30
