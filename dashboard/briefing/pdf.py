@@ -40,6 +40,9 @@ MARGIN = 18 * mm
 BODY_W = PAGE_W - 2 * MARGIN
 OVERDUE_IN_PDF = 30
 HOT_IN_PDF = 10
+# A rate over a handful of residents ranks a school's or a market's dedicated grid first on a few
+# events; the ranking is of places people live, so it needs a basic grid's order of residents.
+HOT_MIN_RESIDENTS = 200
 ALWAYS = "".join(chr(c) for c in range(32, 127))  # digits and ASCII that page furniture may draw
 HEAD_BG, RULE, MUTED = colors.HexColor("#EEF2F6"), colors.HexColor("#BCCCDC"), colors.HexColor("#52606D")
 
@@ -241,13 +244,15 @@ def _story(f: dict, charts: dict, summary: list[str], lang: str, font: str, t: _
 
     # hotspots
     story += [h("sec_hotspots"), _image(charts["hotspots"].png), P(w("hot_caption", lang), st.small)]
-    rated = sorted(((c, g) for c, g in f["grids"].items() if g["per_1000"] is not None),
+    rated = sorted(((c, g) for c, g in f["grids"].items()
+                    if g["per_1000"] is not None and g["population"] >= HOT_MIN_RESIDENTS),
                    key=lambda cg: (-cg[1]["per_1000"], cg[0]))[:HOT_IN_PDF]
     if rated:
         names = f.get("grid_names", {})
         rows = [[w("col_grid", lang), w("col_population", lang), w("col_count", lang), w("col_per1000", lang)]]
         rows += [[names.get(c, c), n(g["population"]), n(g["events"]), f"{g['per_1000']:.2f}"] for c, g in rated]
-        story += [P(w("hot_top", lang)), _table(rows, [60 * mm, 30 * mm, 25 * mm, 25 * mm], st, t)]
+        story += [P(w("hot_top", lang)), _table(rows, [60 * mm, 30 * mm, 25 * mm, 25 * mm], st, t),
+                  P(w("hot_top_rule", lang).format(n(HOT_MIN_RESIDENTS)), st.small)]
     return story
 
 

@@ -100,6 +100,9 @@ TEXT: dict[str, tuple[str, str]] = {
                     "Events per 1,000 residents per grid (reported this week); grids with no residents on record "
                     "have no rate (grey)."),
     "hot_top": ("每千人事件最多的网格", "Grids with the most events per 1,000 residents"),
+    "hot_top_rule": ("排名只含常住人口不少于{}人的网格（专属网格人口少，比率不可比），全部网格见工作簿。",
+                     "Ranked: grids with at least {} residents (dedicated grids have few, so their rates do not "
+                     "compare); every grid is in the workbook."),
     "col_population": ("常住人口", "Residents"),
     "col_per1000": ("每千人", "Per 1,000"),
     "no_rate": ("无数据", "no data"),

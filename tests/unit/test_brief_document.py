@@ -204,3 +204,24 @@ def test_brief009_unknown_scope_and_future_week_are_refused(engine):
     assert weeks.resolve(None, NOW, TZ).iso == WEEK
     assert weeks.resolve("2026-W47", NOW, TZ).iso == "2026-W47"  # this week so far: allowed
     assert GRIDS  # the fixture's grids exist
+
+
+def test_brief010_hotspot_ranking_leaves_out_grids_with_few_residents(engine, tmp_path):
+    import sqlalchemy as sa
+
+    from dashboard.briefing.pdf import HOT_MIN_RESIDENTS
+
+    world = seeded(engine)
+    few = "370202001001002"  # a dedicated grid's order of residents: a few events give a huge rate
+    with engine.begin() as conn:
+        conn.execute(sa.update(region).where(region.c.code == few).values(population=HOT_MIN_RESIDENTS - 1))
+    b = build.make(engine, DISTRICT, weeks.parse(WEEK), tmp_path / "out", tz=TZ, now=NOW)
+    text = pdftotext(b.files["pdf"])
+    table = text[text.rindex("每千人事件最多的网格"):]
+    ranked = [g for g in GRIDS if f"网格{g[-6:]}" in table]
+    assert few not in ranked and "370202001001001" in ranked, ranked
+    assert f"常住人口不少于{HOT_MIN_RESIDENTS}人" in table.replace("\n", "")
+    # the workbook still carries every grid's rate
+    wb = openpyxl.load_workbook(b.files["xlsx"])
+    grids = {r[1]: r[4] for r in wb["网格热点"].iter_rows(min_row=2, values_only=True)}
+    assert grids[few] is not None and grids[few] > 0, world
