@@ -18,6 +18,7 @@ from dashboard import synthetic_city as sc
 from dashboard.access.users import add_user
 from dashboard.app import create_app
 from tests.integration.wallkit import AppServer, chrome, free_port, severe_logs, wait_for
+from tests.processes import end_process
 
 pytestmark = pytest.mark.browser
 
@@ -144,10 +145,5 @@ def test_access042_the_demos_first_start_writes_its_users_and_the_secretary_sign
         assert query(d)["scope"] == ["370202001"]
         assert severe_logs(d) == []
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        end_process(proc)
         log.close()

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from dashboard.settings import SETTINGS, Settings, settings_table_markdown
+from tests.processes import end_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -113,12 +114,7 @@ def test_cli008_serve_options_without_the_command_name_start_the_server(tmp_path
                 time.sleep(0.1)
         assert status == 200, (proc.poll(), err.read_text()[-2000:])
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        end_process(proc)
     assert "invalid choice" not in err.read_text()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from dashboard.settings import Settings
 from dashboard.store.engine import make_engine, migrate
 from dashboard.web.secret import secret_key
 from tests.integration.wallkit import free_port
+from tests.processes import end_process
 
 from . import feed_support as F
 from .test_feed004_live import Page, hello
@@ -68,15 +68,9 @@ class Served:
         return (self.var / "serve.log").read_text()[-3000:]
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(45)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        code = end_process(self.proc, grace=45)
         self.log.close()
-        return self.proc.returncode
+        return code
 
 
 def publish_report(r: redis.Redis, event_id: str, grid_index: int = 0) -> None:
@@ -195,10 +189,5 @@ def test_web004_the_demo_in_one_command_runs_the_simulator_through_uvicorn(tmp_p
         page.close()
         assert (var / "secret_key").stat().st_size > 0  # demo mode: the session key generated once
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        end_process(proc, grace=60)
     assert proc.returncode == 0, (var / "serve.log").read_text()[-3000:]
