@@ -120,6 +120,13 @@ def _run(procs, tmp_path, db_url: str, node: RedisNode, outage, what: str):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not page.first(lambda e: e["event"] == "message", after=back_at + 1):
             time.sleep(0.1)
+        # the banner clears on a ping after the consumer's next commit: pings come every PING_S, so
+        # wait for that ping itself (bounded) rather than a fixed pause that a slow ping outlasts
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not page.first(
+                lambda e: e["event"] == "ping" and isinstance(e["data"], dict) and not e["data"].get("error"),
+                after=back_at):
+            time.sleep(0.1)
         time.sleep(2.0)
     finally:
         api.stop_event.set()
