@@ -41,17 +41,18 @@ SOURCES = {
 # also holds what the case engine adds (per-subcategory tier, unit type, working-time deadline).
 CATEGORIES = load_taxonomy().legacy_categories()
 
-# Case cycle: the national digital urban management steps, in order.
-EVENT_STEPS = ("reported", "registered", "dispatched", "handling", "escalated",
-               "feedback", "verified", "closed", "evaluated", "reopened")
-STEP_LABELS = {
-    "reported": ("上报", "Reported"), "registered": ("立案", "Registered"),
-    "dispatched": ("派遣", "Dispatched"), "handling": ("处置中", "Handling"),
-    "escalated": ("上报升级", "Escalated"), "feedback": ("反馈", "Feedback"),
-    "verified": ("核查", "Verified"), "closed": ("结案", "Closed"),
-    "evaluated": ("评价", "Evaluated"), "reopened": ("返工", "Reopened"),
-}
-OPEN_STATES = ("reported", "registered", "dispatched", "handling", "escalated", "feedback", "verified", "reopened")
+# Case cycle: the national digital urban management steps. The rules (which step may follow which)
+# live in one place, dashboard.cases.machine; these are its codes and labels for the rest of the app.
+from .cases.machine import CASE_RULES as _CASE_RULES, CASE_STATES as _CASE_STATES, HAZARD_RULES as _HAZARD_RULES
+from .cases.machine import HAZARD_STATES as _HAZARD_STATES  # noqa: E402
+
+EVENT_STEPS = ("reported",) + tuple(r.step for r in _CASE_RULES)
+STEP_LABELS = {"reported": ("上报", "Reported"), **{r.step: (r.zh, r.en) for r in _CASE_RULES}}
+STEP_LABELS["handling"] = ("处置中", "Handling")
+STATE_LABELS = {code: (zh, en) for code, (zh, en, _kind) in _CASE_STATES.items()}
+# open: a unit holds the case (it counts on the wall); closed: 结案 / 评价; rejected and merged
+# cases are neither (they were never, or are no longer, cases of their own)
+OPEN_STATES = tuple(code for code, v in _CASE_STATES.items() if v[2] == "open")
 CLOSED_STATES = ("closed", "evaluated")
 
 HAZARD_KINDS = {
@@ -59,8 +60,10 @@ HAZARD_KINDS = {
     "hydrant": ("消火栓", "Hydrant"), "water_pipe": ("供水管道", "Water pipe"),
     "wiring": ("电气线路", "Wiring"), "fire_lane": ("消防通道", "Fire lane"),
 }
-HAZARD_STATES = {"open": ("整改中", "Under rectification"), "rectified": ("已整改", "Rectified"),
-                 "verified": ("已复查", "Re-inspected")}
+HAZARD_STATES = {code: (zh, en) for code, (zh, en, _kind) in _HAZARD_STATES.items()}
+HAZARD_STEPS = tuple(r.step for r in _HAZARD_RULES)
+# under rectification (整改中): what the wall counts as an open hazard, and overdue past its deadline
+HAZARD_OPEN_STATES = ("found", "ordered")
 PATROL_CHECKLIST = ("elevator", "gas_pipe", "hydrant", "water_pipe")
 
 KEY_POPULATION = {
@@ -95,7 +98,7 @@ STAFF_ROLES = {
 
 _TABLES = {
     "level": LEVEL_LABELS, "grid_kind": GRID_KINDS, "source": SOURCES, "step": STEP_LABELS,
-    "hazard": HAZARD_KINDS, "hazard_state": HAZARD_STATES, "key_population": KEY_POPULATION,
+    "hazard": HAZARD_KINDS, "hazard_state": HAZARD_STATES, "state": STATE_LABELS, "key_population": KEY_POPULATION,
     "house": HOUSE_USES, "vehicle": VEHICLE_KINDS, "facility": FACILITY_KINDS, "role": STAFF_ROLES,
     "event_level": EVENT_LEVELS,
 }

@@ -265,6 +265,10 @@ class _Batch:
             "registered_at": None, "dispatched_at": None, "responded_at": None, "closed_at": None,
             "deadline_at": deadline_for(m.category, level, at),
             "escalations": 0, "reopened": 0, "satisfaction": None, "last_seq": 1, "updated_at": self.now,
+            "unit_code": None, "feedback_at": None, "returns": 0, "extensions": 0, "supervisions": 0,
+            "suspended_at": None, "resume_state": None, "remaining_s": None, "deadline_basis": None,
+            "allowance_s": None, "due_soon_at": None, "deadline_provisional": False, "merged_into": None,
+            "duplicate_of": None,
         }
         self.events[m.event_id] = row
         self.new_events[m.event_id] = row
@@ -358,7 +362,8 @@ class _Batch:
         row = {"id": m.hazard_id, "grid_code": item.grid, "kind": m.kind, "state": "open",
                "lon": item.lon, "lat": item.lat, "description": m.description, "found_at": m.occurred_at,
                "deadline_at": m.deadline_at, "rectified_at": None, "reinspected_at": None,
-               "last_seq": 1, "updated_at": self.now}
+               "last_seq": 1, "updated_at": self.now, "ordered_at": None, "closed_at": None, "failures": 0,
+               "deadline_provisional": False}
         self.hazards[m.hazard_id] = row
         self.new_hazards[m.hazard_id] = row
         self.record(item)

@@ -180,12 +180,32 @@ event = Table(
     Column("satisfaction", Integer),
     Column("last_seq", Integer, nullable=False, default=0),
     Column("updated_at", UTCDateTime, nullable=False, index=True),
+    # --- the case engine (dashboard/cases; migration 0005) ---
+    # the handling unit holding the case now; not indexed: per-unit rates read a period's cases
+    # by time anyway, and an index here would take each dispatch at a random place (migration 0003)
+    Column("unit_code", String(CODE)),
+    Column("feedback_at", UTCDateTime),                  # first 反馈 (handled): 按期处置率
+    Column("returns", Integer, nullable=False, default=0),      # 回退 count: 派遣准确率
+    Column("extensions", Integer, nullable=False, default=0),   # 延期 count
+    Column("supervisions", Integer, nullable=False, default=0),  # 督办 flags (who/why: event_step)
+    Column("suspended_at", UTCDateTime),                 # start of the running 挂账, else null
+    Column("resume_state", String(16)),                  # the state a 恢复 returns to
+    Column("remaining_s", Float),                        # allowance left when suspended (clock seconds)
+    Column("deadline_basis", String(16)),                # natural_hours | working_hours | working_days
+    Column("allowance_s", Float),                        # the whole allowance, in its clock's seconds
+    Column("due_soon_at", UTCDateTime),                  # 即将到期 from here (DUE_SOON_SHARE of the allowance)
+    Column("deadline_provisional", Boolean, nullable=False, default=False),  # a year neither calendar knows
+    Column("merged_into", String(64)),                   # 合并: the case this one was merged into
+    Column("duplicate_of", String(64)),                  # likely duplicate of this open case, flagged on arrival
 )
 # Indexes the feed appends to (migration 0003 says why): open events by state in a scope, and
 # events by time in a scope, both covering the wall's per-grid counts; no index takes each new
 # report at a random place (grid_code alone did).
 Index("ix_event_state_reported", event.c.state, event.c.reported_at, event.c.grid_code, event.c.deadline_at)
 Index("ix_event_reported_grid", event.c.reported_at, event.c.grid_code)
+# the standard rates' 应结案数: cases whose deadline falls in a period (migration 0005); deadlines
+# follow reports by hours to weeks, so this index grows near its end too
+Index("ix_event_deadline_grid", event.c.deadline_at, event.c.grid_code)
 
 event_step = Table(
     "event_step", metadata,
@@ -197,6 +217,7 @@ event_step = Table(
     Column("actor", String(64)),
     Column("note", Text),
     Column("message_id", String(64), nullable=False, unique=True),
+    Column("payload", Text),   # JSON: what the step carried (unit, deadline, into, level ...); 0005
     UniqueConstraint("event_id", "seq"),
 )
 
@@ -205,7 +226,9 @@ hazard = Table(
     Column("id", String(64), primary_key=True),
     Column("grid_code", String(CODE), ForeignKey("region.code"), nullable=False, index=True),
     Column("kind", String(32), nullable=False),   # elevator | gas_pipe | hydrant | water_pipe | ...
-    Column("state", String(16), nullable=False, index=True),  # open | rectified | verified
+    # found | ordered | rectified | passed | closed (dashboard.cases.machine.HAZARD_STATES; 0005
+    # renamed the old open -> ordered or found, verified -> closed)
+    Column("state", String(16), nullable=False, index=True),
     Column("lon", Float),
     Column("lat", Float),
     Column("description", Text),
@@ -215,6 +238,11 @@ hazard = Table(
     Column("reinspected_at", UTCDateTime),
     Column("last_seq", Integer, nullable=False, default=0),
     Column("updated_at", UTCDateTime, nullable=False),
+    # --- the hazard cycle (migration 0005) ---
+    Column("ordered_at", UTCDateTime),                   # 责令整改 (rectification ordered)
+    Column("closed_at", UTCDateTime),                    # 销号
+    Column("failures", Integer, nullable=False, default=0),  # failed re-inspections (复查未通过)
+    Column("deadline_provisional", Boolean, nullable=False, default=False),
 )
 
 position = Table(  # latest position of each on-duty worker or patrol vehicle
@@ -262,6 +290,41 @@ feed_pending = Table(
     Column("received_at", UTCDateTime, nullable=False, index=True),
 )
 Index("ix_feed_pending_target_seq", feed_pending.c.target, feed_pending.c.seq)
+
+
+# --- The case engine: handling units and automatic escalations (dashboard/cases; migration 0005) ---
+# 三级办理: tier 3 communities, tier 2 street offices and their sections, tier 1 district departments.
+# unit_type is a code of data/taxonomy.yaml's unit_types; region_code the area the unit serves
+# (a community, a street or the district), so "a unit of this tier for this case's place" is a
+# prefix test on the case's grid code.
+handling_unit = Table(
+    "handling_unit", metadata,
+    Column("code", String(CODE), primary_key=True),
+    Column("name_zh", String(128), nullable=False),
+    Column("name_en", String(128), nullable=False),
+    Column("tier", Integer, nullable=False),
+    Column("unit_type", String(32), nullable=False),
+    Column("region_code", String(CODE), nullable=False, index=True),
+    Column("parent_code", String(CODE)),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("source", String(64), nullable=False, default="demo"),
+)
+
+# One row per breach escalated automatically: the primary key (case, the deadline it breached)
+# is the claim, so however many sweepers run, one wins; message_id is the stream message that
+# carries the escalation (deterministic: a re-publish after a crash is deduplicated by the
+# consumer's ledger).
+case_escalation = Table(
+    "case_escalation", metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("deadline_at", UTCDateTime, primary_key=True),
+    Column("from_level", Integer, nullable=False),
+    Column("to_level", Integer, nullable=False),
+    Column("claimed_at", UTCDateTime, nullable=False),
+    Column("claimed_by", String(64), nullable=False),
+    Column("message_id", String(64), nullable=False, unique=True),
+    Column("published_at", UTCDateTime),
+)
 
 
 # --- Access: who signs in, which walls may show what, and what happened (dashboard/access) ---

@@ -21,4 +21,5 @@ def test_store002_event_indexes_are_the_ones_the_feed_appends_to(engine):
         "ix_event_reported_grid": ["reported_at", "grid_code"],
         "ix_event_updated_at": ["updated_at"],
         "ix_event_closed_at": ["closed_at"],
+        "ix_event_deadline_grid": ["deadline_at", "grid_code"],  # 应结案数 (0005)
     }
