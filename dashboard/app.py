@@ -26,12 +26,18 @@ SERVER_MODULES = (
     "dashboard.api.open311",
     "dashboard.api.bundles",
     "dashboard.access.web",  # sign-in, sign-out, the ACCESS_REQUIRED gate (dashboard/access)
+    # A3: after access.web (they need the request's principal): security headers, CSP, CSRF, and
+    # one person's or vehicle's record, masked unless revealed (audited)
+    "dashboard.access.hardening",
+    "dashboard.api.people",
 )
 CALLBACK_MODULES = (
     "callbacks.router",
     "callbacks.wall",
     "callbacks.panels",
     "callbacks.briefing",
+    "callbacks.record",  # A3: one record's page, masked, "show in full" audited
+    "callbacks.audit",   # A3: the administrator's audit page
 )
 
 
@@ -40,11 +46,19 @@ class CommandCenter(dash.Dash):
     (dashboard.page_scripts)."""
 
     def interpolate_index(self, **kwargs):
-        from .page_scripts import preload, trim
+        from .access.hardening import nonce
+        from .page_scripts import html_lang, preload, stamp_nonce, trim
 
-        kwargs["scripts"] = trim(kwargs["scripts"])
+        path = flask.request.path if flask.has_request_context() else "/"
+        kwargs["scripts"] = trim(kwargs["scripts"], path)
         kwargs["metas"] = preload(self.config.requests_pathname_prefix) + kwargs["metas"]
-        return super().interpolate_index(**kwargs)
+        index = super().interpolate_index(**kwargs)
+        # the page's language (screen readers, and Simplified Chinese glyphs), and the request's CSP
+        # nonce on every inline script (dashboard.access.hardening: no 'unsafe-inline' for scripts)
+        services = getattr(self, "services", None)
+        default = services.settings.ui_lang if services is not None else "zh"
+        args = flask.request.args if flask.has_request_context() else {}
+        return stamp_nonce(html_lang(index, args.get("lang"), default), nonce())
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> dash.Dash:

@@ -62,3 +62,13 @@ BRIEFING = "briefing"
 BRIEFING_FORM = "briefing-form"          # a plain GET form: choosing reloads /briefing?scope=&week=
 BRIEFING_REQUEST = "briefing-request"    # Store: {scope, week, lang} the page was opened with
 BRIEFING_PREVIEW = "briefing-preview"    # filled with the summary, the charts and the downloads
+
+# --- A3: one record's page (layouts/record.py, callbacks/record.py) and the audit page (layouts/audit.py) ---
+RECORD = "record"
+RECORD_REQUEST = "record-request"        # Store: {kind, id, scope} the page was opened for
+RECORD_FIELDS = "record-fields"          # the record's fields, masked until revealed
+RECORD_REVEAL = "record-reveal"          # button: show in full (audited)
+RECORD_NOTE = "record-note"              # what the page did (revealed and audited, or refused)
+AUDIT = "audit"
+AUDIT_FORM = "audit-form"                # a plain GET form: filters reload /audit?actor=&action=&since=&until=
+AUDIT_GRID = "audit-grid"                # dash-ag-grid: the rows, with column filters in the browser

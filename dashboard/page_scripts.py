@@ -18,6 +18,11 @@ And one it loads too late: dash-leaflet's ``GeoJSON`` is a lazy chunk, fetched
 only once the map has rendered, so every layer waited for a second round of
 script loading. Its tag goes right after dash-leaflet's bundle (webpack picks
 an already-pushed chunk up instead of fetching it).
+
+Pages that need a heavy bundle only for themselves get it only there (``ONLY_ON``): the audit
+page's AG Grid (1.3 MB) would otherwise be fetched and evaluated by every wall. The page's
+``<html lang>`` and the CSP nonce on its inline scripts are set here too (``html_lang``,
+``stamp_nonce``; dashboard.access.hardening says why).
 """
 from __future__ import annotations
 
@@ -27,7 +32,11 @@ NOMODULE = ("/dash/deps/polyfill@",)
 UNUSED = ("/dash/dash_table/", "/dash/dcc/")
 EAGER = {"/dash_leaflet/dash_leaflet.": "async-GeoJSON.js"}  # bundle -> chunk beside it
 
+ONLY_ON = {"/dash_ag_grid/": ("/audit",)}  # bundle -> the only paths whose index carries it
+
 _TAG = re.compile(r'<script src="([^"]+)"></script>')
+_HTML = re.compile(r"<html(\s[^>]*)?>", re.IGNORECASE)
+_INLINE = re.compile(r"<script(?![^>]*\ssrc=)(?![^>]*\snonce=)", re.IGNORECASE)
 
 
 def preload(prefix: str) -> str:
@@ -37,10 +46,12 @@ def preload(prefix: str) -> str:
                    for path in ("_dash-layout", "_dash-dependencies"))
 
 
-def trim(scripts_html: str) -> str:
+def trim(scripts_html: str, path: str = "/") -> str:
     def keep(m: re.Match) -> str:
         src = m.group(1)
         if any(part in src for part in UNUSED):
+            return ""
+        if any(part in src and path not in paths for part, paths in ONLY_ON.items()):
             return ""
         if any(part in src for part in NOMODULE):
             return f'<script nomodule src="{src}"></script>'
@@ -51,3 +62,19 @@ def trim(scripts_html: str) -> str:
         after = src[:src.rindex("/") + 1] + chunk
         return m.group(0) + f'\n<script src="{after}"></script>'
     return _TAG.sub(keep, scripts_html)
+
+
+def html_lang(index: str, query_lang: str | None, default: str = "zh") -> str:
+    """The index with ``<html lang="zh-CN">`` or ``lang="en"``, as the request's ``?lang=`` or the
+    default UI language says."""
+    from .i18n import pick_lang
+
+    lang = "en" if pick_lang(query_lang, default) == "en" else "zh-CN"
+    return _HTML.sub(f'<html lang="{lang}">', index, count=1)
+
+
+def stamp_nonce(index: str, nonce: str) -> str:
+    """Every inline ``<script>`` (no ``src``) with ``nonce=``: the CSP allows no other inline script."""
+    if not nonce:
+        return index
+    return _INLINE.sub(f'<script nonce="{nonce}"', index)

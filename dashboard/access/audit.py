@@ -24,6 +24,10 @@ PASSWORD_CHANGED = "password_changed"
 TOKEN_CREATED = "token_created"
 TOKEN_REVOKED = "token_revoked"
 SCOPE_REFUSED = "scope_refused"
+RECORD_REVEALED = "record_revealed"   # one person's or vehicle's record shown in full (masking.py)
+RECORD_REFUSED = "record_refused"     # a record asked for outside the scope, or in full by a role that may not
+CSRF_REFUSED = "csrf_refused"         # a cookie-authorised state-changing request without its CSRF token
+PAGE_REFUSED = "page_refused"         # a page the role may not open (the audit page for a non-administrator)
 ANONYMOUS = "-"
 
 
