@@ -171,6 +171,8 @@ COMMANDS: dict[str, Command] = {
     "audit": module_command("query the audit log (sign-ins, user and token changes, scope refusals)",
                             "dashboard.access.cli_audit"),
     "briefing": module_command("write a weekly briefing: charts, PDF, XLSX, summary, ZIP", "dashboard.briefing.cli"),
+    "units": module_command("the register of handling units: import FILE (CSV or YAML), list, seed-demo",
+                            "dashboard.cases.cli_units"),  # C2
 }
 
 

@@ -374,6 +374,8 @@ def seed_demo(engine: Engine, seed: int = 370202, *, progress: bool = False, for
                 conn.execute(delete(s.metadata.tables[name]))
             _delete_regions(conn)
         upsert_regions(conn, data.regions)
+        from ..cases.units import seed_demo_units  # C2
+        seed_demo_units(conn)  # C2: the handling units of the regions just written (three tiers)
         bar = tqdm(total=sum(len(v) for v in data.tables.values()), unit="row", disable=not progress,
                    desc="seed")
         for name in TABLE_ORDER:
