@@ -149,7 +149,7 @@ def _empty(header) -> dict:
 
 
 def render(services, search: str | None, now: datetime | None = None, tick=None,
-           seen: dict | None = None) -> dict:
+           seen: dict | None = None, scope_check=None) -> dict:
     """What one page's refresh sends: {"header", "updated", <panel name>..., "patch", "hashes"}.
 
     Per part, its components, or ``dash.no_update`` when the page has them (its hash is in
@@ -157,6 +157,8 @@ def render(services, search: str | None, now: datetime | None = None, tick=None,
     {"trees": {element id: tree} for parts sent whole, "parts": {element id: values} for parts
     sent as values, "hashes": the id of PANEL_HASHES}, or ``no_update`` when both are empty."""
     scope, lang, bad = parse_query(search, services.settings.ui_lang)
+    if scope_check is not None and bad is None:
+        scope = scope_check(scope) or None  # raises Forbidden outside the principal's scope
     if bad is not None:
         return _empty(panels.message(t("panel_bad_scope", lang, scope=bad), "error"))
     try:
@@ -201,6 +203,15 @@ def render(services, search: str | None, now: datetime | None = None, tick=None,
     return out
 
 
+def checked_scope(services, asked) -> str:
+    """The scope a callback may compute for: the principal's, or the narrower one asked (raises
+    werkzeug's Forbidden, audited, for any other; dashboard.access.web.request_scope)."""
+    from dashboard.access.web import request_scope
+
+    asked = str(asked) if asked else None
+    return request_scope(services, asked, where="/_dash-update-component") or ""
+
+
 OUTPUTS = ("updated", "patch", "hashes")
 
 
@@ -214,7 +225,8 @@ def register(app, services) -> None:
         State(ids.PANEL_HASHES, "data"),
     )
     def refresh(tick, search, _n, seen):
-        out = render(services, search, tick=tick, seen=seen)
+        # the page's URL is the browser's to send: its scope is checked on the server (403, audited)
+        out = render(services, search, tick=tick, seen=seen, scope_check=lambda s: checked_scope(services, s))
         return tuple(out[name] for name in OUTPUTS)
 
     app.clientside_callback(ClientsideFunction("wallPanels", "patch"), Output(ids.PANEL_PATCHED, "data"),

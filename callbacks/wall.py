@@ -14,7 +14,7 @@ from bisect import bisect_left
 import numpy as np
 from dash import ClientsideFunction, Input, Output, State, html, no_update
 
-from callbacks.panels import tick_time_ms
+from callbacks.panels import checked_scope, tick_time_ms
 from dashboard import domain, ids, wall_data
 from dashboard.geo.coords import wgs84_to_gcj02
 from dashboard.i18n import TEXT, t
@@ -238,7 +238,10 @@ def register(app, services) -> None:
     def refresh_values(tick, _n, cfg, breaks):
         if not cfg:
             return no_update, no_update
-        values = shared_measures(services, cfg.get("scope") or "", fresh_after_ms=tick_time_ms(tick))
+        # the page's config is the browser's to send: its scope is checked on the server (a forged
+        # one is a 403, audited; this page's own costs no query)
+        scope = checked_scope(services, cfg.get("scope"))
+        values = shared_measures(services, scope, fresh_after_ms=tick_time_ms(tick))
         # the legend is rebuilt only when its breaks move, not on every tick
         return ({**wire_values(values), "breaks": values["breaks"], "n": values["n"]},
                 values.get("breaks") if values.get("breaks") != breaks else no_update)

@@ -93,3 +93,38 @@ def identify_asgi(services, scope) -> Principal | None:
         token = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token") or [None])[0]
         p = identify_token(services, token)
     return p
+
+
+def still_valid(services, idents) -> set[str]:
+    """Which of these principal ids (``Principal.get_id``) are still valid: enabled users whose
+    password is unchanged, unrevoked tokens. Two queries however many ids (the push re-checks
+    every open page's principal every second)."""
+    from sqlalchemy import select
+
+    from ..store.schema import access_token, access_user
+    from .users import session_stamp
+
+    users: dict[int, list[str]] = {}
+    tokens: dict[int, list[str]] = {}
+    for ident in idents:
+        kind, _, rest = (ident or "").partition(":")
+        num, _, _stamp = rest.partition(":")
+        if num.isdigit() and kind in ("u", "t"):
+            (users if kind == "u" else tokens).setdefault(int(num), []).append(ident)
+    ok: set[str] = set()
+    _, key = _serializer(services)
+    with services.engine.connect() as conn:
+        if users:
+            rows = conn.execute(select(access_user.c.id, access_user.c.password_hash, access_user.c.disabled)
+                                .where(access_user.c.id.in_(list(users)))).all()
+            for uid, hashed, disabled in rows:
+                if disabled:
+                    continue
+                stamp = session_stamp(key, hashed)
+                ok.update(i for i in users[uid] if i.rsplit(":", 1)[-1] == stamp)
+        if tokens:
+            rows = conn.execute(select(access_token.c.id).where(access_token.c.id.in_(list(tokens)))
+                                .where(access_token.c.revoked_at.is_(None))).scalars().all()
+            for tid in rows:
+                ok.update(tokens[tid])
+    return ok

@@ -109,23 +109,55 @@ def current_principal():
 
 def request_scope(services, requested: str | None, *, where: str = "") -> str | None:
     """The scope to serve this request: the principal's, or narrower as asked. Anonymous with
-    ACCESS_REQUIRED off: what was asked (today's behaviour). A refusal is audited and raises 403."""
+    ACCESS_REQUIRED off: what was asked (today's behaviour). A refusal is audited and raises 403
+    (once per request and asked scope: a callback that checks twice writes one row)."""
     p = current_principal()
     if p is None:
-        if services.settings.access_required:
+        if services.settings.access_required:  # the gate answered 401 before: only an open path gets here
             raise Forbidden("sign-in required")
         return requested
     try:
         return effective_scope(p, requested, _exists(services))
     except ScopeRefused as exc:
-        audit.scope_refused(services.engine, p, exc, ip=client_ip(), where=where or request.path)
+        done = g.setdefault("access_refusals", set())
+        if (exc.requested, where) not in done:
+            done.add((exc.requested, where))
+            audit.scope_refused(services.engine, p, exc, ip=client_ip(), where=where or request.path)
         raise Forbidden(str(exc)) from None
 
 
+def scope_or_refusal(services, requested: str | None, *, where: str = ""):
+    """(scope, None) when the request may be served ``requested`` (its principal's scope, or
+    narrower), else (None, a JSON 403 response); the refusal is audited. For the data APIs."""
+    try:
+        return request_scope(services, requested, where=where), None
+    except Forbidden as exc:
+        resp = jsonify({"error": "forbidden", "message": exc.description})
+        resp.status_code = 403
+        resp.headers["Cache-Control"] = "no-store"
+        return None, resp
+
+
+EXISTS_KEEP = 4096  # region codes known to exist, per process (a city has ~6,000 grids; most walls ask for streets)
+
+
 def _exists(services):
+    """region_exists, remembering codes that exist: a wall's every tick asks for its own narrower
+    scope, and the answer does not change while the regions do not (a code that stops existing
+    is only ever served empty data)."""
     fn = services.cache.get("access_region_exists")
     if fn is None:
-        fn = services.cache["access_region_exists"] = region_exists(services.engine)
+        check = region_exists(services.engine)
+        known: set[str] = set()
+
+        def fn(code: str) -> bool:
+            if code in known:
+                return True
+            ok = check(code)
+            if ok and len(known) < EXISTS_KEEP:
+                known.add(code)
+            return ok
+        services.cache["access_region_exists"] = fn
     return fn
 
 
@@ -142,7 +174,8 @@ def landing(p, lang: str = "zh") -> str:
     q = {"scope": p.scope} if p.role == STREET_SECRETARY or p.scope else {}
     if lang == "en":
         q["lang"] = "en"
-    return "/wall" + ("?" + urlencode(q) if q else "")
+    path = "/street" if p.role == STREET_SECRETARY else "/wall"  # A2: the street secretary's own view
+    return path + ("?" + urlencode(q) if q else "")
 
 
 PAGE = """<!doctype html>

@@ -12,7 +12,10 @@ GET /api/v1/wall/recent?scope=&since=ISO
     of bench/latency.py); server push is the design.
 
 Both filter by ``scope`` on the server (a scoped wall never receives another
-street's data). The body is built once per (kind, level/layer, scope, crs,
+street's data), and the scope is the sign-in's rule (``dashboard.access.web.request_scope``):
+the principal's own when none is asked, a narrower one when asked, and a wider or foreign one
+is refused with a JSON 403 and audited. A body served to a signed-in principal is
+``Cache-Control: private`` (no shared cache may hand it to someone else). The body is built once per (kind, level/layer, scope, crs,
 data version) and kept in memory already compressed (brotli and gzip), with a
 strong ETag; a browser revalidating gets 304. The data version is part of the
 key, so an import or a new event is visible at the next request.
@@ -82,13 +85,22 @@ def bad_request(message: str):
     return resp
 
 
-def parse_common(settings):
+def parse_common(settings, services=None):
+    """(scope, crs, None) or (None, None, an error response): 400 for a malformed value, 403
+    (audited) for a scope outside the principal's."""
     scope = request.args.get("scope", "") or ""
     if scope and not SCOPE_RE.match(scope):
         return None, None, bad_request(f"scope must be a region code of 6 to 24 digits, not {scope!r}")
     crs = request.args.get("crs") or settings.tile_crs
     if crs not in wall_data.CRSS:
         return None, None, bad_request(f"crs must be one of {', '.join(wall_data.CRSS)}, not {crs!r}")
+    if services is not None:
+        from ..access.web import scope_or_refusal
+
+        checked, refused = scope_or_refusal(services, scope or None, where=request.path)
+        if refused is not None:
+            return None, None, refused
+        scope = checked or ""
     return scope, crs, None
 
 
@@ -109,7 +121,10 @@ def respond(cache: BodyCache, key, build, max_age: int, stable: bool = False) ->
             resp.headers["Content-Encoding"] = enc  # Flask-Compress leaves encoded responses alone
         resp.headers["Vary"] = "Accept-Encoding"
     resp.set_etag(etag)
-    resp.headers["Cache-Control"] = f"public, max-age={max_age}" if max_age else "no-cache"
+    from ..access.web import current_principal
+
+    shared = "private" if current_principal() is not None else "public"
+    resp.headers["Cache-Control"] = f"{shared}, max-age={max_age}" if max_age else "no-cache"
     return resp
 
 
@@ -120,7 +135,7 @@ def register(server, services) -> None:
 
     @server.get("/api/v1/geo/regions")
     def geo_regions():
-        scope, crs, err = parse_common(settings)
+        scope, crs, err = parse_common(settings, services)
         if err is not None:
             return err
         level = request.args.get("level", "grid")
@@ -134,7 +149,7 @@ def register(server, services) -> None:
     def wall_recent():
         from datetime import datetime, timedelta, timezone
 
-        scope, _crs, err = parse_common(settings)
+        scope, _crs, err = parse_common(settings, services)
         if err is not None:
             return err
         raw = request.args.get("since", "")
@@ -152,7 +167,7 @@ def register(server, services) -> None:
 
     @server.get("/api/v1/events/<event_id>")
     def event_popup(event_id: str):
-        scope, _crs, err = parse_common(settings)
+        scope, _crs, err = parse_common(settings, services)
         if err is not None:
             return err
         found = wall_data.event_detail(engine, event_id, scope) if len(event_id) <= 64 else None
@@ -166,7 +181,7 @@ def register(server, services) -> None:
 
     @server.get("/api/v1/geo/points")
     def geo_points():
-        scope, crs, err = parse_common(settings)
+        scope, crs, err = parse_common(settings, services)
         if err is not None:
             return err
         layer = request.args.get("layer", "")

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 CLIENT_NAME = "grid-sse"  # CLIENT LIST shows one per open page
 BLOCK_MS = 2000
+RECHECK_S = 1.0  # how often an open page's principal is re-checked (a revoked token ends its stream)
 
 
 class OpenPages:
@@ -84,8 +85,11 @@ def resume_gap(r, since: str) -> bool:
     return is_gap(since, first, info)
 
 
-def stream(services, scope: str | None, since: str | None, *, max_seconds: float | None = None):
-    """The generator behind the endpoint (also used by tests without HTTP)."""
+def stream(services, scope: str | None, since: str | None, *, max_seconds: float | None = None,
+           principal_id: str | None = None):
+    """The generator behind the endpoint (also used by tests without HTTP). ``principal_id``:
+    the signed-in principal's id; the stream ends once it is no longer valid (checked at least
+    every BLOCK_MS: a revoked wall token's stream ends within ~2 s)."""
     r = services.new_redis(socket_timeout=BLOCK_MS / 1000 + 10, socket_connect_timeout=5,
                            client_name=CLIENT_NAME)
     started = time.monotonic()
@@ -99,8 +103,16 @@ def stream(services, scope: str | None, since: str | None, *, max_seconds: float
         if since and resume_gap(r, since):
             yield sse("gap", {"since": since})
         next_ping = 0.0
+        next_check = time.monotonic() + RECHECK_S
         while True:
             now = time.monotonic()
+            if principal_id is not None and now >= next_check:
+                from ..access.identity import still_valid
+
+                next_check = now + RECHECK_S
+                if principal_id not in still_valid(services, {principal_id}):
+                    log.info("live page ended: principal no longer valid")
+                    return
             if now >= next_ping:
                 try:
                     health = read_health(r)
@@ -148,7 +160,14 @@ def register(server, services) -> None:
                                          request.headers.get("Last-Event-ID") or request.args.get("since"))
         except BadRequest as exc:
             return jsonify(exc.body), 400
-        resp = Response(stream(services, scope, since), mimetype="text/event-stream")
+        from ..access.web import current_principal, scope_or_refusal
+
+        scope, refused = scope_or_refusal(services, scope, where="/api/v1/live")  # 403, audited
+        if refused is not None:
+            return refused
+        p = current_principal()
+        resp = Response(stream(services, scope or None, since, principal_id=p.get_id() if p is not None else None),
+                        mimetype="text/event-stream")
         resp.headers["Cache-Control"] = "no-cache"
         resp.headers["X-Accel-Buffering"] = "no"
         return resp

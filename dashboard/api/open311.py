@@ -345,6 +345,23 @@ def check_jurisdiction(services) -> None:
         raise Open311Error(404, f"jurisdiction_id {jid} was not found")
 
 
+def reader_scope(services) -> str | None:
+    """The scope of a read: a signed-in session's (or narrower, ``?scope=``: another street is a
+    403, audited); an Open311 client without a session (a resident's app, an API-key system)
+    reads the jurisdiction's public record, as GeoReport v2 publishes it. Either way no reporter
+    identity is ever in an answer (``request_json`` has no such field, and none is stored)."""
+    from werkzeug.exceptions import Forbidden
+
+    from ..access.web import current_principal, request_scope
+
+    if current_principal() is None:
+        return None
+    try:
+        return request_scope(services, request.args.get("scope") or None, where=request.path) or None
+    except Forbidden:
+        raise Open311Error(403, "scope outside yours") from None
+
+
 def register(server, services) -> None:
     settings = services.settings
 
@@ -382,7 +399,8 @@ def register(server, services) -> None:
         args = request.args
         ids = comma_list(args.get("service_request_id"))
         if ids:  # the spec: service_request_id overrides all other parameters
-            rows = query_requests(services, ids=ids[:MAX_REQUESTS], lang=lang_of(services))
+            rows = query_requests(services, ids=ids[:MAX_REQUESTS], lang=lang_of(services),
+                                  scope=reader_scope(services))
             return render(fmt, rows, "service_requests", "request")
         codes = comma_list(args.get("service_code"))
         unknown = [c for c in codes if c not in service_codes()]
@@ -403,16 +421,17 @@ def register(server, services) -> None:
         if end - start > timedelta(days=DEFAULT_DAYS):
             raise Open311Error(400, f"start_date to end_date may not span more than {DEFAULT_DAYS} days")
         rows = query_requests(services, codes=codes, start=start, end=end, statuses=statuses,
-                              lang=lang_of(services))
+                              lang=lang_of(services), scope=reader_scope(services))
         return render(fmt, rows, "service_requests", "request")
 
     @handled
     def request_view(fmt, service_request_id):
-        rows = query_requests(services, ids=[service_request_id], lang=lang_of(services))
+        scope = reader_scope(services)
+        rows = query_requests(services, ids=[service_request_id], lang=lang_of(services), scope=scope)
         if rows:
             return render(fmt, rows, "service_requests", "request")
-        try:
-            pending = pending_entry(services, service_request_id)
+        try:  # a scoped reader learns nothing of another street's report, not even that it is queued
+            pending = pending_entry(services, service_request_id) if scope is None else None
         except redis.RedisError:
             pending = None
         if pending:

@@ -1,8 +1,11 @@
 """GET /api/v1/live?scope=CODE as an ASGI handler: a page's SSE stream, fed by the process's hub.
 
-The handler validates the request like the Flask route did (a JSON 400 naming the field), opens
-a page on the hub, and writes whatever the hub buffered for it; a second small coroutine waits for
-the client to go away. No thread and no Redis connection per page.
+The handler validates the request like the Flask route did (a JSON 400 naming the field), asks the
+guard who is asking and for which scope (``guard.py``: 401 without a principal when access is
+required, 403 and an audit row for a scope outside the principal's; the principal's own scope when
+none is asked), opens a page on the hub, and writes whatever the hub buffered for it; a second small
+coroutine waits for the client to go away. No thread and no Redis connection per page. The guard
+ends the page when its principal stops being valid (a revoked wall token: within about a second).
 """
 from __future__ import annotations
 
@@ -55,14 +58,25 @@ async def _watch(receive, hub: Hub, page) -> None:
             return
 
 
-async def live(scope, receive, send, hub: Hub) -> None:
+async def live(scope, receive, send, hub: Hub, guard=None) -> None:
     try:
         code, since = parse_request(*request_args(scope))
     except BadRequest as exc:
         await json_response(send, 400, exc.body)
         return
+    principal = None
+    if guard is not None:
+        from .guard import admit
+
+        admitted = await asyncio.to_thread(admit, guard.services, scope, code)
+        if admitted.status != 200:
+            await json_response(send, admitted.status, admitted.body)
+            return
+        code, principal = admitted.scope, admitted.principal
     page = hub.open(code, since)
     page.abort = _cutter(send)
+    if guard is not None:
+        guard.watch(principal, page, hub)
     watcher = asyncio.ensure_future(_watch(receive, hub, page))
     try:
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
@@ -74,7 +88,7 @@ async def live(scope, receive, send, hub: Hub) -> None:
             page.sending_since = time.monotonic()
             await send({"type": "http.response.body", "body": data, "more_body": True})
             page.sending_since = None
-        if page.reason == "shutdown":
+        if page.reason in ("shutdown", "revoked"):
             await send({"type": "http.response.body", "body": b"", "more_body": False})
     except asyncio.CancelledError:
         # the server is stopping (its graceful timeout): end the response rather than leave it cut
@@ -86,3 +100,5 @@ async def live(scope, receive, send, hub: Hub) -> None:
     finally:
         watcher.cancel()
         hub.drop(page, "gone")
+        if guard is not None:
+            guard.forget(principal, page)

@@ -29,6 +29,9 @@ class CommandCenterASGI:
         self.wsgi = WSGIMiddleware(dash_app.server, workers=threads or settings.web_threads)
         self.hub: Hub | None = None
         self._hub_loop = None
+        from ..push.guard import Guard
+
+        self.guard = Guard(services)  # who may open a live page, and the end of a revoked one
 
     def get_hub(self) -> Hub:
         """The hub of the running loop (made on the first page if the server ran no lifespan)."""
@@ -43,7 +46,7 @@ class CommandCenterASGI:
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
         if kind == "http" and scope["path"] == LIVE_PATH and scope["method"] in ("GET", "HEAD"):
-            await live(scope, receive, send, self.get_hub())
+            await live(scope, receive, send, self.get_hub(), self.guard)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         else:
@@ -60,6 +63,7 @@ class CommandCenterASGI:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.guard.close()
                 if self.hub is not None:
                     await self.hub.close()
                     self.hub = None

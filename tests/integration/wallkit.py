@@ -22,15 +22,73 @@ def free_port(start: int = 8071) -> int:
     raise RuntimeError("no free port")
 
 
+# --- signing in (ACCESS_REQUIRED is on by default) ------------------------------------------------
+# A served app whose settings require access gets a test administrator, signed in through the real
+# /signin form (CSRF token and all); every browser chrome() opens afterwards carries that session's
+# cookie, so the wall's tests load the pages they always did, as a signed-in administrator (every
+# scope, like the anonymous viewer before). What each role may see is tests/unit/test_access1NN_*.
+TEST_USER = "wall-tester"
+TEST_PASSWORD = "wall tester password 1"
+CSRF_RE = r'name="csrf_token" type="hidden" value="([^"]+)"'
+SIGNED_IN: list[tuple[str, str]] = []  # (origin, session cookie) of the running servers signed in to
+
+
+def ensure_user(engine, username: str = TEST_USER, password: str = TEST_PASSWORD, role: str = "administrator",
+                scope: str = "") -> None:
+    """The user, made unless it exists already (one database may serve several app servers)."""
+    from dashboard.access.users import add_user, list_users
+
+    if username not in {u["username"] for u in list_users(engine)}:
+        add_user(engine, username, password, role, scope, actor="test")
+
+
+def session_cookie(base_url: str, username: str = TEST_USER, password: str = TEST_PASSWORD) -> str:
+    """Sign in through the /signin form over HTTP; the session cookie's value."""
+    import re
+
+    import requests
+
+    with requests.Session() as s:
+        page = s.get(base_url + "/signin", timeout=60).text
+        token = re.search(CSRF_RE, page)
+        assert token, page[:300]
+        resp = s.post(base_url + "/signin", data={"csrf_token": token.group(1), "username": username,
+                                                  "password": password, "next": ""},
+                      allow_redirects=False, timeout=60)
+        assert resp.status_code == 302, (resp.status_code, resp.text[:300])
+        return s.cookies["session"]
+
+
+def sign_in_driver(driver, base_url: str, cookie: str) -> None:
+    """Give the browser the session (DevTools sets it before any page of the origin is open)."""
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.setCookie", {"name": "session", "value": cookie, "url": base_url,
+                                                 "httpOnly": True, "sameSite": "Lax"})
+
+
+def _signed_in(base_url: str, engine) -> None:
+    ensure_user(engine)
+    SIGNED_IN.append((base_url, session_cookie(base_url)))
+
+
+def _signed_out(base_url: str) -> None:
+    SIGNED_IN[:] = [(u, c) for u, c in SIGNED_IN if u != base_url]
+
+
 class AppServer:
     """create_app(...) served as in production, by uvicorn through the ASGI front (dashboard.web.asgi:
     the live push on the event loop, the rest through the WSGI thread pool), on a daemon thread.
-    A bare Dash app (no ``services``: the benches' floors) is served through the same thread pool."""
+    A bare Dash app (no ``services``: the benches' floors) is served through the same thread pool.
+    ``sign_in`` (default: when the app requires access): a test administrator signs in once the
+    server is up, and browsers made by chrome() from then on carry its session."""
 
-    def __init__(self, app, port: int | None = None, nodelay: bool = True):
+    def __init__(self, app, port: int | None = None, nodelay: bool = True, sign_in: bool | None = None):
         self.port = port or free_port()
         self.asgi = asgi_for(app)
         self.server = UvicornThread(self.asgi, self.port)  # asyncio sets TCP_NODELAY on every connection
+        services = getattr(app, "services", None)
+        self.services = services
+        self.sign_in = (services is not None and services.settings.access_required) if sign_in is None else sign_in
 
     @property
     def url(self) -> str:
@@ -38,9 +96,12 @@ class AppServer:
 
     def __enter__(self):
         self.server.start()
+        if self.sign_in:
+            _signed_in(self.url, self.services.engine)
         return self
 
     def __exit__(self, *exc):
+        _signed_out(self.url)
         self.server.stop()
 
 
@@ -97,6 +158,8 @@ def chrome(width: int = 1920, height: int = 1080, performance_log: bool = True):
     inner = driver.execute_script("return [window.innerWidth, window.innerHeight]")
     if inner != [width, height]:
         driver.set_window_size(width + (width - inner[0]), height + (height - inner[1]))
+    if SIGNED_IN:  # cookies are per host, not per port: the server signed in to last
+        sign_in_driver(driver, *SIGNED_IN[-1])
     return driver
 
 
@@ -207,7 +270,7 @@ class AppProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60.0) -> "AppProcess":
+    def start(self, timeout: float = 60.0, sign_in: bool = True) -> "AppProcess":
         import subprocess
         import sys
         from pathlib import Path
@@ -224,11 +287,20 @@ class AppProcess:
         while time.time() < deadline:
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    if sign_in:  # ACCESS_REQUIRED is on in the process: a test administrator signs in
+                        from dashboard.store.engine import make_engine
+
+                        engine = make_engine(db)
+                        try:
+                            _signed_in(self.url, engine)
+                        finally:
+                            engine.dispose()
                     return self
             time.sleep(0.1)
         raise RuntimeError("app process does not listen")
 
     def stop(self) -> None:
+        _signed_out(self.url)
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait(timeout=10)

@@ -157,8 +157,8 @@ def test_access019_sign_out_needs_its_form_and_ends_the_session(web):
     assert [r["action"] for r in audit.query(services.engine, actor="worker")][:2] == [audit.SIGNOUT, audit.SIGNIN_OK]
 
 
-def test_access020_access_off_keeps_todays_pages_open_and_cookie_free(web):
-    _, server = web
+def test_access020_access_off_keeps_todays_pages_open_and_cookie_free(stack, make_services):
+    _, server = A.app_with_users(make_services, stack, access_required=False)  # on by default now
     client = server.test_client()
     resp = client.get("/wall")
     assert resp.status_code == 200 and "Set-Cookie" not in resp.headers
