@@ -38,6 +38,7 @@ CALLBACK_MODULES = (
     "callbacks.briefing",
     "callbacks.record",  # A3: one record's page, masked, "show in full" audited
     "callbacks.audit",   # A3: the administrator's audit page
+    "callbacks.street",  # A2: the street secretary's view (/street)
 )
 
 

@@ -195,3 +195,40 @@ def t(key: str, lang: str = "zh", **fmt) -> str:
 
 def pick_lang(query_lang: str | None, default: str = "zh") -> str:
     return query_lang if query_lang in ("zh", "en") else default
+
+
+# --- A2: the street secretary's view (layouts/street.py) ---
+TEXT.update({
+    "street_title": ("街道书记视图", "Street secretary's view"),
+    "street_level_district": ("区", "District"),
+    "street_level_street": ("街道", "Street"),
+    "street_level_community": ("社区", "Community"),
+    "street_level_grid": ("网格", "Grid"),
+    "street_figures": ("今日与当前", "Today and now"),
+    "street_avg": ("区均 {v}", "District avg {v}"),
+    "street_avg_note": ("区均：{district} {n} 个{level}的平均值；比率为全区比率",
+                        "District avg: the mean of {district}'s {n} units at this level; rates are the district's"),
+    "street_fig_urgent": ("紧急在办", "Urgent open"),
+    "street_fig_hazards_overdue": ("超期隐患", "Hazards overdue"),
+    "street_worse": ("高于区均", "above the district average"),
+    "street_ranking_hint": ("点名称下钻", "Tap a name to drill down"),
+    "street_events": ("在办事件", "Open events"),
+    "street_list_overdue": ("超期", "Overdue"),
+    "street_list_urgent": ("紧急", "Urgent"),
+    "street_list_due": ("即将到期", "Due soonest"),
+    "street_list_more": ("另有 {n} 件", "{n} more"),
+    "street_list_none": ("无", "None"),
+    "street_overdue_by": ("超期 {h} 小时", "{h} h overdue"),
+    "street_due_in": ("剩余 {h} 小时", "due in {h} h"),
+    "street_no_deadline": ("无期限", "no deadline"),
+    "street_hazards": ("超期未整改隐患", "Hazards past their deadline"),
+    "street_hazard_overdue": ("超期 {d} 天", "{d} d overdue"),
+    "street_map": ("{name} 地图", "Map of {name}"),
+    "street_pick": ("请选择街道", "Choose a street"),
+    "street_lang": ("English", "中文"),
+    "street_signout": ("退出", "Sign out"),
+    "street_drill_hint": ("点地图网格或排名名称下钻；“返回上级”回到上一级", "Tap a grid or a ranked name to drill down; Back goes up a level"),
+    "street_legend": ("图例", "Legend"),
+    "street_error": ("数据暂时无法读取", "The figures cannot be read just now"),
+    "street_not_a_street": ("街道视图需要街道或社区范围：{scope}", "The street view needs a street or community scope: {scope}"),
+})

@@ -72,3 +72,16 @@ RECORD_NOTE = "record-note"              # what the page did (revealed and audit
 AUDIT = "audit"
 AUDIT_FORM = "audit-form"                # a plain GET form: filters reload /audit?actor=&action=&since=&until=
 AUDIT_GRID = "audit-grid"                # dash-ag-grid: the rows, with column filters in the browser
+
+# --- A2: the street secretary's view (layouts/street.py, callbacks/street.py, assets/street.js) ---
+STREET = "street"
+STREET_DRILL = "street-drill"            # Store: the unit the panels show (street, community or grid code)
+STREET_HASHES = "street-hashes"          # Store: per panel, a hash of what this page shows
+STREET_REFRESH = "street-refresh"        # Interval: overdue-ness moves with the clock
+STREET_UPDATED = "street-updated"        # when the shown figures were computed
+STREET_UNIT = "street-unit"              # Elements: the unit's name and level, above its figures
+STREET_FIGURES = "street-figures"        # Elements: the unit's figures beside the district's average
+STREET_RANKING = "street-ranking"        # Elements: the units one level below, worst first
+STREET_EVENTS = "street-events"          # Elements: overdue, urgent and due-soon open events
+STREET_HAZARDS = "street-hazards"        # Elements: hazards past their rectification deadline
+STREET_PANELS = (STREET_UNIT, STREET_FIGURES, STREET_RANKING, STREET_EVENTS, STREET_HAZARDS)
