@@ -127,6 +127,11 @@ SETTINGS: tuple[Setting, ...] = (
             "0 means one per CPU core, at most 4", int),
     Setting("CLAIM_IDLE_MS", 30_000, "Pending messages idle this long are claimed from a dead consumer", int),
     Setting("LOG_LEVEL", "INFO", "Logging level"),
+    # --- C1 (issue 17: the case engine in the consumer) ---
+    Setting("DUPLICATE_RADIUS_M", 50.0, "A report of the same 小类 within this distance (metres) of an open case "
+            "is flagged as its likely duplicate", float),
+    Setting("DUPLICATE_WINDOW_H", 24.0, "... and within this many hours of that case's report", float),
+    # --- /C1 ---
 )
 
 
@@ -172,6 +177,8 @@ class Settings:
     consumer_workers: int = 0
     claim_idle_ms: int = 30_000
     log_level: str = "INFO"
+    duplicate_radius_m: float = 50.0   # C1
+    duplicate_window_h: float = 24.0   # C1
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -8,30 +8,48 @@ order: a step that arrives before its predecessor, or before its event, is
 held in ``feed_pending`` (and written to the ledger) and applied when the gap
 fills; ``expire_pending`` dead-letters what waited too long.
 
+Every case step goes through the case engine (``dashboard.cases.machine.apply_step``,
+the only place the rules live) and every hazard update through ``apply_hazard_step``: a
+step the rules refuse is dead-lettered with the machine's reason (naming the case, its
+state and the step) and changes nothing. Deadlines run on the working calendar
+(``casework.CaseContext``); docs/cases.md ("The consumer") describes the clock.
+
 Concurrency: several consumers may apply batches at the same time. Rows about
 to change are read ``FOR UPDATE`` (PostgreSQL; SQLite has one writer at a
-time) and updated with an optimistic check on their version column, so a
+time) and updated with an optimistic check on their version columns (an
+event's ``last_seq`` and ``system_steps``, a hazard's ``last_seq``), so a
 lost update raises ``Conflict`` and the caller retries the batch with fresh
 state; a ledger primary-key clash does the same for a message two consumers
 both saw.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from operator import itemgetter
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any, Iterable
 
+import orjson
 from sqlalchemy import and_, bindparam, delete, select, update
 from sqlalchemy.engine import Connection
 
-from ..domain import CATEGORIES
+from ..cases.machine import CASE_STATES, HAZARD_RULES, HAZARD_STEPS, Case, Hazard, IllegalStep, Step
+from ..cases.machine import apply_hazard_step, apply_step
 from ..store.schema import event, event_step, feed_message, feed_pending, hazard, patrol, position
 from . import deltas as D
+from .casework import CaseContext, default_context
 from .contract import CLOCK_SKEW, MESSAGE_TYPES, InvalidMessage, parse
 
+log = logging.getLogger(__name__)
+
 CHUNK = 900  # ids per lookup query
+OPEN_STATES = frozenset(s for s, v in CASE_STATES.items() if v[2] == "open")
+SYSTEM_ESCALATION = "system:auto-escalation"
+# steps that may set a case's deadline (deadline_at); extended requires one (later than the current)
+SETS_DEADLINE = ("registered", "dispatched", "escalated", "extended")
 
 
 class Conflict(RuntimeError):
@@ -42,20 +60,13 @@ class MaybeReplay(RuntimeError):
     """An optimistic try would dead-letter a message that may only be a replay; look it up."""
 
 
-_HANDLING = {cat: timedelta(hours=entry[3]) for cat, entry in CATEGORIES.items()}
-
-
-def deadline_for(category: str, level: int, reported_at: datetime) -> datetime:
-    """When a case must be handled by, in NATURAL hours: ``reported_at`` plus the category's
-    handling hours (``domain.CATEGORIES``), round the clock, nights, weekends and holidays
-    included. ``level`` is not used yet: every tier of a category gets the same hours.
-
-    The field sets most deadlines per 小类 in working time (working hours and days, the State
-    Council's holiday calendar); until a case engine replaces this stub, every event deadline
-    the wall, the panels, the API and a briefing show, and every "overdue" counted from it, is
-    in natural hours, and the docs and the UI say so (docs/kpi.md, docs/feed.md).
-    """
-    return reported_at + _HANDLING[category]
+def deadline_for(category: str, level: int, reported_at: datetime, subcategory: str | None = None,
+                 ctx: CaseContext | None = None) -> datetime:
+    """When a new case must be handled by: the taxonomy's allowance for its 小类 (natural hours,
+    working hours or working days: data/taxonomy.yaml) from the report, on the working calendar.
+    ``level`` does not change the allowance: every tier of a kind gets the same (an escalation
+    starts it again for the new tier)."""
+    return (ctx or default_context()).fresh(category, subcategory, reported_at).at
 
 
 @dataclass
@@ -67,6 +78,7 @@ class Item:
     grid: str | None = None
     lon: float | None = None   # WGS-84
     lat: float | None = None
+    held_at: datetime | None = None  # when it was first held in feed_pending (a released message)
 
 
 @dataclass
@@ -77,8 +89,7 @@ class Outcome:
     duplicates: int = 0
     parked: int = 0
     released: int = 0
-
-
+    stale: int = 0   # case.escalate messages the case had moved past (recorded, nothing changed)
 def _member(column, values: list, pg: bool):
     """``column IN values`` as ONE parameter, not one per value: an array on PostgreSQL
     (``= ANY``), a JSON array on SQLite (``json_each``). The statement then compiles once and
@@ -115,21 +126,52 @@ def _actor(msg) -> str:
     return a.id or a.kind
 
 
+
+def _json(payload: dict) -> str | None:
+    return orjson.dumps(payload).decode() if payload else None
+
+
+def _system_message_id(kind: str, mid: str) -> str:
+    """A unique ledger-free id for a step the store adds because of message ``mid``."""
+    return f"{kind}:{hashlib.blake2s(mid.encode(), digest_size=16).hexdigest()}"
+
+
+def _reachable(state: str) -> set[str]:
+    """Hazard states reachable from ``state`` by one or more steps."""
+    seen: set[str] = set()
+    todo = [state]
+    while todo:
+        s = todo.pop()
+        for r in HAZARD_RULES:
+            if s in r.sources and r.target not in ("=", "resume"):
+                if r.target not in seen:
+                    seen.add(r.target)
+                    todo.append(r.target)
+    return seen
+
+
+_HAZARD_LATER = {s: _reachable(s) for s in ("found", "ordered", "rectified", "passed", "closed")}
+
+
 EVENT_MUTABLE = ("state", "handler", "level", "registered_at", "dispatched_at", "responded_at",
                  "closed_at", "deadline_at", "escalations", "reopened", "satisfaction", "last_seq",
-                 "updated_at")
-HAZARD_MUTABLE = ("state", "deadline_at", "rectified_at", "reinspected_at", "last_seq", "updated_at")
+                 "updated_at", "unit_code", "feedback_at", "returns", "extensions", "supervisions",
+                 "suspended_at", "resume_state", "remaining_s", "deadline_basis", "allowance_s",
+                 "due_soon_at", "deadline_provisional", "merged_into", "system_steps")
+HAZARD_MUTABLE = ("state", "deadline_at", "rectified_at", "reinspected_at", "last_seq", "updated_at",
+                  "ordered_at", "closed_at", "failures", "deadline_provisional")
 
 
 class _Batch:
-    def __init__(self, conn: Connection, now: datetime, tz: tzinfo):
+    def __init__(self, conn: Connection, now: datetime, tz: tzinfo, ctx: CaseContext):
         self.conn = conn
         self.now = now
         self.tz = tz
+        self.ctx = ctx
         self.pg = conn.dialect.name == "postgresql"
         self.out = Outcome()
         self.events: dict[str, dict] = {}
-        self.event_version: dict[str, int] = {}   # id -> last_seq as read (existing rows)
+        self.event_version: dict[str, tuple[int, int]] = {}   # id -> (last_seq, system_steps) as read
         self.new_events: dict[str, dict] = {}
         self.dirty_events: set[str] = set()
         self.hazards: dict[str, dict] = {}
@@ -146,6 +188,8 @@ class _Batch:
         self.ledger: list[dict] = []
         self.seen: set[str] = set()
         self.handlers = {t: getattr(self, "on_" + t.replace(".", "_")) for t in MESSAGE_TYPES}
+        # reports of this batch, for duplicates within it (the shared index learns them after commit)
+        self.batch_reports = type(ctx.duplicates)(ctx.duplicates.radius_m, ctx.duplicates.window_h)
 
     # --- loading ------------------------------------------------------------
     def load(self, items: list[Item], recheck_events: Iterable[str] = (), recheck_hazards: Iterable[str] = (),
@@ -155,23 +199,33 @@ class _Batch:
         find those at write time, and the caller then applies the batch again without it."""
         conn = self.conn
         event_ids, hazard_ids, actor_ids = set(recheck_events), set(recheck_hazards), set()
+        reports = False
         for it in items:
             t = it.msg.type
             if t.startswith("event."):
-                if not (optimistic and t == "event.reported"):
-                    event_ids.add(it.msg.event_id)
+                if t == "event.reported":
+                    reports = True
+                    if optimistic:
+                        continue
+                elif it.msg.into:
+                    event_ids.add(it.msg.into)  # a merge's target
+                event_ids.add(it.msg.event_id)
             elif t.startswith("hazard."):
                 if not (optimistic and t == "hazard.found"):
                     hazard_ids.add(it.msg.hazard_id)
             elif t == "position":
                 actor_ids.add(it.msg.actor.id)
+            elif t == "case.escalate":
+                event_ids.add(it.msg.event_id)
+        if reports and not self.ctx.duplicates.seeded:
+            self.ctx.duplicates.seed(conn, self.now, OPEN_STATES)
         for part in _chunks(sorted(event_ids)):
             stmt = select(event).where(_member(event.c.id, part, self.pg)).order_by(event.c.id)
             if self.pg:
                 stmt = stmt.with_for_update()
             for row in conn.execute(stmt).mappings():
                 self.events[row["id"]] = dict(row)
-                self.event_version[row["id"]] = row["last_seq"]
+                self.event_version[row["id"]] = (row["last_seq"], row["system_steps"])
         for part in _chunks(sorted(hazard_ids)):
             stmt = select(hazard).where(_member(hazard.c.id, part, self.pg)).order_by(hazard.c.id)
             if self.pg:
@@ -208,13 +262,16 @@ class _Batch:
         self.ledger.append({"message_id": item.msg.id, "kind": item.msg.type,
                             "stream_id": item.stream_id, "applied_at": self.now})
 
-    def park(self, item: Item, target: str, seq: int | None, reason: str) -> None:
+    def park(self, item: Item, target: str, seq: int | None, reason: str, released: bool = False) -> None:
+        """Hold a message in feed_pending. A released message held again (a hazard step still
+        early) keeps its first time, so it still expires, and is in the ledger already."""
         row = {"message_id": item.msg.id, "kind": item.msg.type, "target": target, "seq": seq,
                "stream_id": item.stream_id, "payload": _payload_text(item), "reason": reason[:200],
-               "received_at": self.now}
+               "received_at": item.held_at or self.now}
         self.pending_new.append(row)
         self.pending.setdefault(target, []).append(row)
-        self.record(item)
+        if not released:
+            self.record(item)
         self.out.parked += 1
 
     def take_pending(self, target: str, pred) -> dict | None:
@@ -239,7 +296,7 @@ class _Batch:
                                   row["message_id"]))
             return None
         self.out.released += 1
-        return Item(stream_id=row["stream_id"], raw=row["payload"], msg=msg)
+        return Item(stream_id=row["stream_id"], raw=row["payload"], msg=msg, held_at=row["received_at"])
 
     # --- messages -------------------------------------------------------------
     def handle(self, item: Item) -> None:
@@ -255,20 +312,29 @@ class _Batch:
         if m.event_id in self.events:
             self.dead(item, f"event {m.event_id} already exists (reported by another message)")
             return
-        level = m.level or CATEGORIES[m.category][2]
+        ctx = self.ctx
+        rule = ctx.rule(m.category, m.subcategory)
+        level = m.level or rule.tier
         at = _utc(m.occurred_at)
+        # the clock starts at the report (docs/cases.md): a report left unregistered is late too
+        dl = ctx.fresh(m.category, m.subcategory, at)
+        dup = None
+        if item.lon is not None and m.subcategory is not None:
+            dup = ctx.duplicates.find(m.subcategory, item.lon, item.lat, at) or \
+                self.batch_reports.find(m.subcategory, item.lon, item.lat, at)
+            self.batch_reports.add(m.event_id, m.subcategory, item.lon, item.lat, at)
         row = {
             "id": m.event_id, "grid_code": item.grid, "category": m.category, "subcategory": m.subcategory,
             "level": level, "urgent": m.urgent, "state": "reported", "source": m.source,
             "lon": item.lon, "lat": item.lat, "address": m.address, "description": m.description,
             "reporter": _actor(m), "handler": None, "occurred_at": at, "reported_at": at,
             "registered_at": None, "dispatched_at": None, "responded_at": None, "closed_at": None,
-            "deadline_at": deadline_for(m.category, level, at),
+            "deadline_at": dl.at,
             "escalations": 0, "reopened": 0, "satisfaction": None, "last_seq": 1, "updated_at": self.now,
             "unit_code": None, "feedback_at": None, "returns": 0, "extensions": 0, "supervisions": 0,
-            "suspended_at": None, "resume_state": None, "remaining_s": None, "deadline_basis": None,
-            "allowance_s": None, "due_soon_at": None, "deadline_provisional": False, "merged_into": None,
-            "duplicate_of": None,
+            "suspended_at": None, "resume_state": None, "remaining_s": None, "deadline_basis": dl.basis,
+            "allowance_s": dl.allowance_s, "due_soon_at": dl.due_soon_at, "deadline_provisional": dl.provisional,
+            "merged_into": None, "duplicate_of": dup, "system_steps": 0,
         }
         self.events[m.event_id] = row
         self.new_events[m.event_id] = row
@@ -284,7 +350,7 @@ class _Batch:
             if self._held_seq(m.event_id, m.seq):
                 self.dead(item, f"step seq {m.seq} of event {m.event_id} is already held by another message")
             else:
-                self.park(item, m.event_id, m.seq, f"event {m.event_id} not known yet")
+                self.park(item, m.event_id, m.seq, f"event {m.event_id} not known yet", released)
             return
         if m.seq <= ev["last_seq"]:
             self.dead(item, f"step seq {m.seq} of event {m.event_id} is already applied")
@@ -298,9 +364,13 @@ class _Batch:
                 self.dead(item, f"step seq {m.seq} of event {m.event_id} is already held by another message")
             else:
                 self.park(item, m.event_id, m.seq,
-                          f"waiting for step seq {ev['last_seq'] + 1} of event {m.event_id}")
+                          f"waiting for step seq {ev['last_seq'] + 1} of event {m.event_id}", released)
             return
-        self.step(ev, m)
+        refused = self.step(ev, m)
+        if refused is not None:
+            # nothing changed: the case keeps its state and last_seq (a corrected step may follow)
+            self.dead(item, refused)
+            return
         if not released:
             self.record(item)
         self.out.applied += 1
@@ -309,38 +379,191 @@ class _Batch:
     def _held_seq(self, event_id: str, seq: int) -> bool:
         return any(r["seq"] == seq for r in self.pending.get(event_id, ()))
 
-    def step(self, ev: dict, m) -> None:
-        at = _utc(m.occurred_at)
-        s = m.step
-        if ev["responded_at"] is None:
-            ev["responded_at"] = at
-        if s == "registered" and ev["registered_at"] is None:
-            ev["registered_at"] = at
-        elif s == "dispatched":
-            ev["dispatched_at"] = ev["dispatched_at"] or at
-        elif s == "escalated":
-            ev["escalations"] += 1
-            ev["level"] = m.level or max(1, ev["level"] - 1)  # one tier up: 3 community -> 2 street -> 1
-        elif s == "closed":
-            ev["closed_at"] = at
-        elif s == "reopened":
-            ev["reopened"] += 1
-            ev["closed_at"] = None
-        if m.level is not None:
-            ev["level"] = m.level
-        if m.handler:
-            ev["handler"] = m.handler
-        if m.deadline_at is not None:
-            ev["deadline_at"] = _utc(m.deadline_at)
-        if m.satisfaction is not None:
-            ev["satisfaction"] = m.satisfaction
-        ev["state"] = s
-        ev["last_seq"] = m.seq
+    @staticmethod
+    def _case(ev: dict) -> Case:
+        return Case(ev["id"], ev["state"], ev["level"], ev["deadline_at"], resume_to=ev["resume_state"],
+                    merged_into=ev["merged_into"], escalations=ev["escalations"], reopened=ev["reopened"],
+                    returns=ev["returns"])
+
+    def _dirty(self, ev: dict) -> None:
         ev["updated_at"] = self.now
         if ev["id"] not in self.new_events:
             self.dirty_events.add(ev["id"])
-        self.steps.append({"event_id": ev["id"], "seq": m.seq, "step": s, "at": at, "actor": _actor(m),
-                           "note": m.note or None, "message_id": m.id})
+
+    def _set_deadline(self, ev: dict, dl) -> None:
+        ev["deadline_at"], ev["deadline_basis"], ev["allowance_s"] = dl.at, dl.basis, dl.allowance_s
+        ev["due_soon_at"], ev["deadline_provisional"] = dl.due_soon_at, dl.provisional
+
+    def _route(self, ev: dict, level: int, exclude: tuple[str, ...] = ()) -> str | None:
+        register = self.ctx.register(self.conn)
+        if register is None:
+            return None
+        return self.ctx.routing().route(register, level=level, category=ev["category"],
+                                        subcategory=ev["subcategory"], source=ev["source"],
+                                        grid_code=ev["grid_code"], exclude=exclude)
+
+    def _check_unit(self, ev: dict, unit: str, level: int) -> str | None:
+        register = self.ctx.register(self.conn)
+        if register is None:
+            return None  # no register of units yet (routing not installed): the unit is taken as given
+        return self.ctx.routing().check_dispatch(register, unit, level=level, grid_code=ev["grid_code"])
+
+    def step(self, ev: dict, m) -> str | None:
+        """Apply producer step ``m`` to case ``ev``; returns the dead-letter reason when refused
+        (and then ``ev`` is unchanged)."""
+        at = _utc(m.occurred_at)
+        s = m.step
+        cid, state = ev["id"], ev["state"]
+
+        def refuse(why: str) -> str:
+            return str(IllegalStep("case", cid, state, s, why))
+
+        payload: dict[str, Any] = {}
+        if m.deadline_at is not None:
+            if s not in SETS_DEADLINE:
+                return refuse("only registered, dispatched, escalated and extended set a deadline (deadline_at)")
+            payload["deadline_at"] = _utc(m.deadline_at)
+        if m.into is not None:
+            if s != "merged":
+                return refuse("only merged names a case to merge into (into)")
+            payload["into"] = m.into
+        if m.level is not None:
+            if s != "escalated":
+                return refuse("only escalated changes the tier (level)")
+            payload["level"] = m.level
+        if m.satisfaction is not None:
+            if s != "evaluated":
+                return refuse("only evaluated carries a satisfaction")
+            payload["satisfaction"] = m.satisfaction
+        if m.unit is not None:
+            if s not in ("dispatched", "escalated"):
+                return refuse("only dispatched and escalated send the case to a unit (unit)")
+            payload["unit"] = m.unit
+        try:
+            new = apply_step(self._case(ev), Step(s, _actor(m), at, m.note or "", payload))
+        except IllegalStep as exc:
+            return str(exc)
+        target = None
+        if s == "merged":
+            target = self.events.get(m.into)
+            if target is None:
+                return refuse(f"the case it is merged into, {m.into}, does not exist")
+            if target["state"] not in OPEN_STATES:
+                return refuse(f"the case it is merged into, {m.into}, is {target['state']}, not open")
+        unit = m.unit
+        if unit is not None:
+            why = self._check_unit(ev, unit, new.level)
+            if why:
+                return refuse(why)
+        # --- legal: apply it -------------------------------------------------------------
+        ctx = self.ctx
+        if ev["responded_at"] is None:
+            ev["responded_at"] = at
+        if s == "registered":
+            if ev["registered_at"] is None:
+                ev["registered_at"] = at
+        elif s == "dispatched":
+            ev["dispatched_at"] = ev["dispatched_at"] or at
+            ev["unit_code"] = unit or self._route(ev, new.level) or ev["unit_code"]
+            payload["unit"] = ev["unit_code"]
+        elif s == "escalated":
+            if "deadline_at" not in payload:  # the new tier gets the kind's allowance afresh
+                self._set_deadline(ev, ctx.fresh(ev["category"], ev["subcategory"], at))
+            ev["unit_code"] = unit or self._route(ev, new.level)
+            payload["unit"] = ev["unit_code"]
+        elif s == "returned":
+            payload["unit"] = ev["unit_code"]  # the unit that sent it back
+            ev["unit_code"] = None
+        elif s == "suspended":
+            ev["suspended_at"] = at
+            if ev["deadline_at"] is not None:
+                ev["remaining_s"] = ctx.remaining(ev["deadline_basis"], ev["deadline_at"], at)
+                payload["remaining_s"] = ev["remaining_s"]
+        elif s == "resumed":
+            if ev["remaining_s"] is not None:
+                self._set_deadline(ev, ctx.resume(ev["deadline_basis"], ev["allowance_s"], ev["remaining_s"], at))
+                payload["deadline_at"] = ev["deadline_at"]
+            ev["suspended_at"] = ev["remaining_s"] = None
+        elif s == "extended":
+            ev["extensions"] += 1
+            old = ev["deadline_at"] or at
+            self._set_deadline(ev, ctx.extend(ev["deadline_basis"], ev["allowance_s"], old, new.deadline_at, at))
+        elif s == "feedback":
+            if ev["feedback_at"] is None:
+                ev["feedback_at"] = at
+        elif s == "closed":
+            ev["closed_at"] = at
+        elif s == "reopened":
+            ev["closed_at"] = None
+        elif s == "evaluated":
+            if m.satisfaction is not None:
+                ev["satisfaction"] = m.satisfaction
+        elif s == "supervised":
+            ev["supervisions"] += 1
+        if "deadline_at" in payload and s in ("registered", "dispatched", "escalated"):
+            self._set_deadline(ev, ctx.set_to(ev["deadline_basis"], at, payload["deadline_at"]))
+        if m.handler:
+            ev["handler"] = m.handler
+            payload["handler"] = m.handler
+        ev["state"], ev["level"], ev["resume_state"] = new.state, new.level, new.resume_to
+        ev["escalations"], ev["reopened"], ev["returns"] = new.escalations, new.reopened, new.returns
+        ev["merged_into"] = new.merged_into
+        ev["last_seq"] = m.seq
+        self._dirty(ev)
+        self.steps.append({"event_id": cid, "seq": m.seq, "step": s, "at": at, "actor": _actor(m),
+                           "note": m.note or None, "message_id": m.id, "payload": _json(payload)})
+        if target is not None:
+            # the target's history records the merge as a system step (the merged case keeps its own)
+            self.system_step(target, "merged_in", at, _actor(m), f"{cid} merged into this case"
+                             + (f": {m.note}" if m.note else ""), {"from": cid}, _system_message_id("merge", m.id))
+        return None
+
+    def system_step(self, ev: dict, step: str, at: datetime, actor: str, note: str | None, payload: dict,
+                    message_id: str) -> None:
+        """A step the store adds itself: seq -1, -2, ... (never the producer's 2, 3, ...)."""
+        ev["system_steps"] += 1
+        self._dirty(ev)
+        self.steps.append({"event_id": ev["id"], "seq": -ev["system_steps"], "step": step, "at": at,
+                           "actor": actor, "note": note, "message_id": message_id, "payload": _json(payload)})
+
+    def on_case_escalate(self, item: Item) -> None:
+        """An automatic escalation claimed by the sweep: applied once (the ledger), or recorded as
+        stale when the case has moved on since the claim (nothing changes then)."""
+        m = item.msg
+        ev = self.events.get(m.event_id)
+        if ev is None:
+            self.dead(item, f"case.escalate: case {m.event_id} does not exist")
+            return
+        at = _utc(m.occurred_at)
+        breached = _utc(m.deadline_at)
+        stale = None
+        if ev["deadline_at"] is None or ev["deadline_at"] != breached:
+            stale = "its deadline changed"
+        elif ev["feedback_at"] is not None:
+            stale = "it was handled (feedback)"
+        elif ev["state"] == "suspended":
+            stale = "it is suspended"
+        else:
+            try:
+                new = apply_step(self._case(ev), Step("escalated", SYSTEM_ESCALATION, at, m.reason or "",
+                                                      {"level": ev["level"] - 1}))
+            except IllegalStep as exc:
+                stale = exc.why
+        self.record(item)
+        if stale is not None:
+            self.out.stale += 1
+            log.info("stale automatic escalation", extra={"event_id": m.event_id, "message_id": m.id,
+                                                          "reason": stale})
+            return
+        if ev["responded_at"] is None:
+            ev["responded_at"] = at
+        self._set_deadline(ev, self.ctx.fresh(ev["category"], ev["subcategory"], at))
+        ev["unit_code"] = self._route(ev, new.level)
+        ev["state"], ev["level"], ev["escalations"] = new.state, new.level, new.escalations
+        self.system_step(ev, "escalated", at, SYSTEM_ESCALATION, m.reason or None,
+                         {"level": new.level, "breached": breached, "deadline_at": ev["deadline_at"],
+                          "unit": ev["unit_code"]}, m.id)
+        self.out.applied += 1
 
     def drain_event(self, event_id: str) -> None:
         ev = self.events[event_id]
@@ -352,30 +575,87 @@ class _Batch:
             item = self.released_item(row)
             if item is not None:
                 self.on_event_step(item, released=True)
-                return  # on_event_step drains further
+                if ev["last_seq"] == nxt:
+                    return  # on_event_step drained further
+                # refused (dead-lettered): what waits behind it keeps waiting for a valid seq nxt
+
+    # --- hazards ----------------------------------------------------------------
+    def _hazard_deadline(self, m, at: datetime) -> tuple[datetime, bool] | None:
+        if getattr(m, "deadline_at", None) is not None:
+            return _utc(m.deadline_at), False
+        if getattr(m, "working_days", None) is not None:
+            return self.ctx.after_working_days(at, m.working_days)
+        return None
 
     def on_hazard_found(self, item: Item) -> None:
         m = item.msg
         if m.hazard_id in self.hazards:
             self.dead(item, f"hazard {m.hazard_id} already exists (found by another message)")
             return
-        row = {"id": m.hazard_id, "grid_code": item.grid, "kind": m.kind, "state": "open",
-               "lon": item.lon, "lat": item.lat, "description": m.description, "found_at": m.occurred_at,
-               "deadline_at": m.deadline_at, "rectified_at": None, "reinspected_at": None,
+        at = _utc(m.occurred_at)
+        row = {"id": m.hazard_id, "grid_code": item.grid, "kind": m.kind, "state": "found",
+               "lon": item.lon, "lat": item.lat, "description": m.description, "found_at": at,
+               "deadline_at": None, "rectified_at": None, "reinspected_at": None,
                "last_seq": 1, "updated_at": self.now, "ordered_at": None, "closed_at": None, "failures": 0,
                "deadline_provisional": False}
+        due = self._hazard_deadline(m, at)
+        if due is not None:  # found with a deadline: rectification ordered at once (found + ordered)
+            try:
+                h = apply_hazard_step(Hazard(m.hazard_id), Step("ordered", _actor(m), at, "", {"deadline_at": due[0]}))
+            except IllegalStep as exc:
+                self.dead(item, str(exc))
+                return
+            row.update(state=h.state, deadline_at=h.deadline_at, ordered_at=at, deadline_provisional=due[1])
         self.hazards[m.hazard_id] = row
         self.new_hazards[m.hazard_id] = row
         self.record(item)
         self.out.applied += 1
         self.drain_hazard(m.hazard_id)
 
-    def _hazard_update(self, item: Item, released: bool) -> dict | None:
+    def _hazard_step(self, item: Item, released: bool, step: str, note: str = "") -> None:
+        """Hazard updates carry no sequence number, and consumers in a group apply them in any
+        order (one consumer's batch commits before another's older one). A step the rules refuse
+        from the hazard's state but that a later state allows (a predecessor may still be on its
+        way) is held like an early case step, and tried again when the hazard changes; a step no
+        later state allows is dead-lettered at once."""
         m = item.msg
         hz = self.hazards.get(m.hazard_id)
         if hz is None:
-            self.park(item, m.hazard_id, None, f"hazard {m.hazard_id} not known yet")
-            return None
+            self.park(item, m.hazard_id, None, f"hazard {m.hazard_id} not known yet", released)
+            return
+        at = _utc(m.occurred_at)
+        payload: dict[str, Any] = {}
+        if step in ("ordered", "extended", "failed"):
+            due = self._hazard_deadline(m, at)
+            if due is None and step == "failed" and hz["state"] == "rectified":
+                # no new deadline given: the same allowance again, on the working calendar
+                due = self.ctx.again(at, hz["ordered_at"] or hz["found_at"], hz["deadline_at"])
+            if due is not None:
+                payload["deadline_at"] = due[0]
+        try:
+            h = apply_hazard_step(Hazard(hz["id"], hz["state"], hz["deadline_at"], hz["failures"]),
+                                  Step(step, _actor(m), at, note, payload))
+        except IllegalStep as exc:
+            rule = HAZARD_STEPS[step]
+            if hz["state"] not in rule.sources and _HAZARD_LATER[hz["state"]] & set(rule.sources):
+                self.park(item, m.hazard_id, None, str(exc), released)
+            else:
+                self.dead(item, str(exc))
+            return
+        if step == "ordered":
+            hz["ordered_at"] = at
+        elif step == "rectified":
+            hz["rectified_at"] = at
+        elif step == "passed":
+            hz["reinspected_at"] = at
+        elif step == "failed":
+            hz["reinspected_at"] = at
+            hz["ordered_at"] = at
+        elif step == "closed":
+            hz["closed_at"] = at
+        if "deadline_at" in payload:
+            hz["deadline_provisional"] = due[1]
+        hz["state"], hz["deadline_at"], hz["failures"] = h.state, h.deadline_at, h.failures
         hz["last_seq"] += 1
         hz["updated_at"] = self.now
         if m.hazard_id not in self.new_hazards:
@@ -383,36 +663,28 @@ class _Batch:
         if not released:
             self.record(item)
         self.out.applied += 1
-        return hz
+        self.drain_hazard(m.hazard_id)
+
+    def on_hazard_ordered(self, item: Item, released: bool = False) -> None:
+        self._hazard_step(item, released, "ordered", item.msg.note)
 
     def on_hazard_deadline(self, item: Item, released: bool = False) -> None:
-        hz = self._hazard_update(item, released)
-        if hz is not None:
-            hz["deadline_at"] = item.msg.deadline_at
+        self._hazard_step(item, released, "extended", item.msg.note)
 
-    # Hazard updates carry no sequence number, and consumers in a group apply them in any order
-    # (one consumer's batch commits before another's older one): the newest by occurred_at
-    # decides the state, as a clean replay in stream order would (tests/faults/test_faults002).
     def on_hazard_rectified(self, item: Item, released: bool = False) -> None:
-        hz = self._hazard_update(item, released)
-        if hz is not None:
-            at = item.msg.occurred_at
-            if _not_before(at, hz["rectified_at"]) and (hz["reinspected_at"] is None or at > hz["reinspected_at"]):
-                hz["state"] = "rectified"
-            hz["rectified_at"] = _latest(hz["rectified_at"], at)
+        self._hazard_step(item, released, "rectified", item.msg.note)
 
     def on_hazard_reinspected(self, item: Item, released: bool = False) -> None:
-        hz = self._hazard_update(item, released)
-        if hz is not None:
-            at = item.msg.occurred_at
-            if _not_before(at, hz["reinspected_at"]) and _not_before(at, hz["rectified_at"]):
-                hz["state"] = "verified" if item.msg.passed else "open"  # failed re-inspection reopens it
-            hz["reinspected_at"] = _latest(hz["reinspected_at"], at)
+        self._hazard_step(item, released, "passed" if item.msg.passed else "failed", item.msg.note)
+
+    def on_hazard_closed(self, item: Item, released: bool = False) -> None:
+        self._hazard_step(item, released, "closed", item.msg.note)
 
     def drain_hazard(self, hazard_id: str) -> None:
         rows = sorted(self.pending.get(hazard_id, ()), key=lambda r: _stream_key(r["stream_id"]))
         for row in rows:
-            self.take_pending(hazard_id, lambda r, mid=row["message_id"]: r["message_id"] == mid)
+            if self.take_pending(hazard_id, lambda r, mid=row["message_id"]: r["message_id"] == mid) is None:
+                continue  # applied by a nested drain already
             item = self.released_item(row)
             if item is not None:
                 getattr(self, "on_" + item.msg.type.replace(".", "_"))(item, released=True)
@@ -445,9 +717,10 @@ class _Batch:
         if self.new_events:
             insert_rows(conn, event, list(self.new_events.values()))
         if self.dirty_events:
-            rows = [{**{c: self.events[i][c] for c in EVENT_MUTABLE}, "_id": i, "_v": self.event_version[i]}
-                    for i in sorted(self.dirty_events)]
-            stmt = (update(event).where(and_(event.c.id == bindparam("_id"), event.c.last_seq == bindparam("_v")))
+            rows = [{**{c: self.events[i][c] for c in EVENT_MUTABLE}, "_id": i, "_v": self.event_version[i][0],
+                     "_sv": self.event_version[i][1]} for i in sorted(self.dirty_events)]
+            stmt = (update(event).where(and_(event.c.id == bindparam("_id"), event.c.last_seq == bindparam("_v"),
+                                             event.c.system_steps == bindparam("_sv")))
                     .values({c: bindparam(c) for c in EVENT_MUTABLE}))
             if conn.execute(stmt, rows).rowcount != len(rows):
                 raise Conflict("an event changed under this batch")
@@ -609,14 +882,6 @@ def _copy_rows(conn: Connection, sql: str, rows: list[tuple], types: list[str] |
         raise sa_exc.DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
 
 
-def _not_before(at: datetime, other: datetime | None) -> bool:
-    return other is None or at >= other
-
-
-def _latest(a: datetime | None, b: datetime) -> datetime:
-    return b if a is None or b >= a else a
-
-
 def _upsert_position(conn: Connection):
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
@@ -634,7 +899,7 @@ def _upsert_position(conn: Connection):
 
 def apply_batch(conn: Connection, items: list[Item], *, tz: tzinfo | None = None, now: datetime | None = None,
                 recheck_events: Iterable[str] = (), recheck_hazards: Iterable[str] = (),
-                optimistic: bool = False) -> Outcome:
+                optimistic: bool = False, ctx: CaseContext | None = None) -> Outcome:
     """Apply ``items`` (in stream order) inside the caller's transaction.
 
     ``optimistic=True`` is the consumer's first try at a batch: it assumes no message is a
@@ -645,7 +910,7 @@ def apply_batch(conn: Connection, items: list[Item], *, tz: tzinfo | None = None
     again without it.
     """
     now = now or datetime.now(timezone.utc)
-    b = _Batch(conn, now, D.fixed_zone(tz or D.zone(None), now))
+    b = _Batch(conn, now, D.fixed_zone(tz or D.zone(None), now), ctx or default_context())
     b.load(items, recheck_events, recheck_hazards, optimistic=optimistic)
     for it in items:
         b.handle(it)

@@ -34,8 +34,9 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
 from . import deltas as D
-from .apply import Conflict, Item, MaybeReplay, apply_batch, expire_pending, has_pending, ready_targets
-from .contract import DEAD_LETTER, GROUP, STREAM, InvalidMessage, parse
+from .apply import OPEN_STATES, Conflict, Item, MaybeReplay, apply_batch, expire_pending, has_pending, ready_targets
+from .casework import CaseContext
+from .contract import DEAD_LETTER, DELTAS, GROUP, STREAM, InvalidMessage, parse
 from .health import RateMeter, mark_store_down, prune_health, write_health
 from .resolve import Resolver
 
@@ -163,11 +164,18 @@ class Consumer:
         self.stream_maxlen = stream_maxlen if stream_maxlen is not None else (
             settings.stream_maxlen if settings else 1_000_000)
         self.tz = D.zone(timezone_name or (settings.timezone if settings else None))
+        if settings is not None:
+            from ..cases.workcalendar import calendar_for
+
+            self.cases = CaseContext.from_settings(settings, calendar_for(svc))
+        else:
+            self.cases = CaseContext()
         self.pending_max_age_s = pending_max_age_s
         self._stop = stop_event or threading.Event()
         self.backoff = Backoff()
         self.rate = RateMeter()
-        self.stats = {"batches": 0, "applied": 0, "duplicates": 0, "dead": 0, "parked": 0, "released": 0}
+        self.stats = {"batches": 0, "applied": 0, "duplicates": 0, "dead": 0, "parked": 0, "released": 0,
+                      "stale": 0}
         self._post: list | None = None  # Redis work left after a commit (Redis went away)
         self._last_message_at: datetime | None = None
         self._due: dict[str, float] = {}
@@ -211,6 +219,7 @@ class Consumer:
                 if not group_ok:
                     self.ensure_group()
                     group_ok = True
+                    self._deltas_start()
                     self._health(force=True)  # counted as running before the first batch
                 if self._post is not None:
                     self._finish(*self._post)
@@ -332,10 +341,13 @@ class Consumer:
                 placed += ok
                 misplaced += bad
         dead += [(it.stream_id, it.raw, reason, it.msg.id) for it, reason in misplaced]
+        if any(it.msg.type == "event.reported" for it in placed):
+            self._follow_deltas()  # what the other consumers applied, for the duplicates check
         outcome = self._commit(placed)
+        self.cases.duplicates.follow(outcome.deltas, OPEN_STATES)
         dead += outcome.dead
         self.stats["batches"] += 1
-        for k in ("applied", "duplicates", "parked", "released"):
+        for k in ("applied", "duplicates", "parked", "released", "stale"):
             self.stats[k] += getattr(outcome, k)
         self.stats["dead"] += len(dead)
         if placed:
@@ -375,7 +387,7 @@ class Consumer:
         while True:
             try:
                 with self.engine.begin() as conn:
-                    out = apply_batch(conn, items, tz=self.tz, optimistic=optimistic)
+                    out = apply_batch(conn, items, tz=self.tz, optimistic=optimistic, ctx=self.cases)
                 self._store(None)
                 return out
             except Exception as exc:  # noqa: BLE001
@@ -431,9 +443,37 @@ class Consumer:
             out = self._commit([it])
             total.deltas += out.deltas
             total.dead += out.dead
-            for k in ("applied", "duplicates", "parked", "released"):
+            for k in ("applied", "duplicates", "parked", "released", "stale"):
                 setattr(total, k, getattr(total, k) + getattr(out, k))
         return total
+
+    # --- the duplicate index: other consumers' reports ------------------------------------
+    def _deltas_start(self) -> None:
+        """Follow grid:deltas from its end now: the store seeds the index with what came before."""
+        last = self.redis.xrevrange(DELTAS, "+", "-", count=1)
+        self.cases.duplicates.deltas_from = _s(last[0][0]) if last else "0-0"
+
+    def _follow_deltas(self) -> None:
+        """Event deltas published since the last look (the other consumers' batches; this one's
+        are known already): new open cases join the duplicate index, closed ones leave it."""
+        idx = self.cases.duplicates
+        if not idx.seeded or idx.deltas_from == "$":
+            return  # the first batch seeds the index from the store
+        try:
+            while True:
+                resp = self.redis.xread({DELTAS: idx.deltas_from}, count=200)
+                if not resp:
+                    return
+                entries = resp[0][1]
+                for sid, fields in entries:
+                    payload = fields.get(b"d", fields.get("d"))
+                    if payload:
+                        idx.follow(D.decode(payload), OPEN_STATES)
+                idx.deltas_from = _s(entries[-1][0])
+                if len(entries) < 200:
+                    return
+        except redis.ResponseError:
+            return
 
     # --- housekeeping -----------------------------------------------------------------
     def _housekeeping(self, force: bool = False) -> None:
@@ -443,9 +483,12 @@ class Consumer:
             self.trim()
         if self._every("prune", 600.0):
             prune_health(self.redis)
+            self.cases.duplicates.prune(datetime.now(timezone.utc))
             self._drop_idle_consumers()
         if force or self._every("health", 1.0):
             self._health(force=True)
+        from ..cases.escalation import consumer_tick  # C2: breached deadlines, at most every ESCALATION_SWEEP_S
+        consumer_tick(self)  # C2
 
     def _release_and_expire(self) -> None:
         """Apply held steps whose gap another consumer filled; dead-letter those that waited too long."""
@@ -456,7 +499,7 @@ class Consumer:
                 evs, hzs = ready_targets(conn)
             if evs or hzs:
                 with self.engine.begin() as conn:
-                    out = apply_batch(conn, [], tz=self.tz, recheck_events=evs, recheck_hazards=hzs)
+                    out = apply_batch(conn, [], tz=self.tz, recheck_events=evs, recheck_hazards=hzs, ctx=self.cases)
                 self.stats["released"] += out.released
                 self._post = (out.dead, [], out.deltas)
                 self._finish(out.dead, [], out.deltas)

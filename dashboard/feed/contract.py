@@ -148,30 +148,91 @@ class EventReported(Envelope):
 
 
 class EventStep(WithDeadline):
-    """A later step of a case; seq 1 is the report itself, steps count on from 2."""
+    """A later step of a case; seq 1 is the report itself, steps count on from 2.
+
+    Whether the step may follow the case's state is the case engine's rule
+    (dashboard.cases.machine), checked by the consumer against the store: an illegal step is
+    dead-lettered with the machine's reason. ``deadline_at`` sets the deadline on registered,
+    dispatched and escalated, and is required (later than the current one) on extended;
+    ``note`` is the reason the machine requires on rejected, returned, suspended, reopened,
+    extended and supervised; ``into`` names the case a merged one joins; ``unit`` the handling
+    unit a dispatch or escalation sends it to (checked against the register of units)."""
 
     type: Literal["event.step"]
     event_id: Id
     seq: int = Field(ge=2, le=10_000)
     step: Literal[tuple(s for s in EVENT_STEPS if s != "reported")]  # type: ignore[valid-type]
     handler: Short | None = None
+    unit: Id | None = None                        # handling unit code (dispatched, escalated)
     level: Level | None = None                    # escalation moves a case up a tier
     satisfaction: Score | None = None
+    into: Id | None = None                        # merged: the case it is merged into
     note: Text = ""
 
 
-class HazardFound(WithDeadline):
+class CaseEscalate(Strict):
+    """An automatic escalation claimed by the sweep (dashboard/cases/escalation.py): the case's
+    deadline ``deadline_at`` passed unhandled. No place or actor: the consumer knows the case."""
+
+    v: Literal[1] = VERSION
+    type: Literal["case.escalate"]
+    id: Id
+    event_id: Id
+    deadline_at: datetime                         # the breached deadline (stale if it changed since)
+    occurred_at: datetime
+    reason: Text = ""
+    source: Source = "system"
+
+    _check_time = field_validator("occurred_at")(check_time)
+    _check_deadline_zone = field_validator("deadline_at")(check_zone)
+
+
+WorkingDays = Annotated[int, BeforeValidator(_no_bool), Field(ge=1, le=250)]
+
+
+class HazardOrdering(WithDeadline):
+    """A message that may order rectification: ``deadline_at``, or ``working_days`` counted on the
+    working calendar from the message's time (not both)."""
+
+    working_days: WorkingDays | None = None
+
+    @model_validator(mode="after")
+    def _one_deadline(self):
+        if self.deadline_at is not None and self.working_days is not None:
+            raise ValueError("give deadline_at or working_days, not both")
+        return self
+
+
+class HazardFound(HazardOrdering):
+    """Found; with a deadline (deadline_at or working_days) it is also ordered (责令整改) at once."""
+
     type: Literal["hazard.found"]
     hazard_id: Id
     kind: Literal[tuple(HAZARD_KINDS)]  # type: ignore[valid-type]
     description: Text = ""
-    deadline_at: datetime
+
+
+class HazardOrdered(HazardOrdering):
+    """Rectification ordered (责令整改) for a hazard found without a deadline."""
+
+    type: Literal["hazard.ordered"]
+    hazard_id: Id
+    note: Text = ""
+
+    @model_validator(mode="after")
+    def _has_deadline(self):
+        if self.deadline_at is None and self.working_days is None:
+            raise ValueError("hazard.ordered needs deadline_at or working_days")
+        return self
 
 
 class HazardDeadline(WithDeadline):
+    """延期: a later rectification deadline; the note is the reason (required by the machine)."""
+
     type: Literal["hazard.deadline"]
     hazard_id: Id
     deadline_at: datetime
+    note: Text = ""
 
 
 class HazardRectified(Envelope):
@@ -180,10 +241,21 @@ class HazardRectified(Envelope):
     note: Text = ""
 
 
-class HazardReinspected(Envelope):
+class HazardReinspected(HazardOrdering):
+    """复查: passed, or failed (note = why) back to rectification with a new deadline:
+    deadline_at, working_days, or when neither is given the same allowance again."""
+
     type: Literal["hazard.reinspected"]
     hazard_id: Id
     passed: bool
+    note: Text = ""
+
+
+class HazardClosed(Envelope):
+    """销号: a hazard whose re-inspection passed is closed."""
+
+    type: Literal["hazard.closed"]
+    hazard_id: Id
     note: Text = ""
 
 
@@ -211,12 +283,13 @@ class PatrolCheckin(Envelope):
 
 
 Message = Annotated[
-    Union[EventReported, EventStep, HazardFound, HazardDeadline, HazardRectified,
-          HazardReinspected, PositionPing, PatrolCheckin],
+    Union[EventReported, EventStep, CaseEscalate, HazardFound, HazardOrdered, HazardDeadline, HazardRectified,
+          HazardReinspected, HazardClosed, PositionPing, PatrolCheckin],
     Field(discriminator="type"),
 ]
-MESSAGE_TYPES = ("event.reported", "event.step", "hazard.found", "hazard.deadline",
-                 "hazard.rectified", "hazard.reinspected", "position", "patrol.checkin")
+MESSAGE_TYPES = ("event.reported", "event.step", "case.escalate", "hazard.found", "hazard.ordered",
+                 "hazard.deadline", "hazard.rectified", "hazard.reinspected", "hazard.closed", "position",
+                 "patrol.checkin")
 
 _adapter: TypeAdapter = TypeAdapter(Message)
 _validator = _adapter.validator  # the consumer validates every message: skip the adapter's wrapper

@@ -31,6 +31,10 @@ def event_delta(row: dict, tz: tzinfo, op: str = "upsert") -> dict:
         "urg": bool(row.get("urgent")), "st": row["state"], "src": row["source"],
         "at": iso(row["reported_at"], tz), "dl": iso(row.get("deadline_at"), tz),
         "h": row.get("handler"), "txt": text[:TEXT_CHARS], "addr": row.get("address"),
+        # the case engine's clock and links (no people: units are offices, ids are cases)
+        "ds": iso(row.get("due_soon_at"), tz), "pv": bool(row.get("deadline_provisional")),
+        "u": row.get("unit_code"), "sv": row.get("supervisions") or 0,
+        "dup": row.get("duplicate_of"), "mi": row.get("merged_into"),
     }
 
 
@@ -38,7 +42,7 @@ def hazard_delta(row: dict, tz: tzinfo, op: str = "upsert") -> dict:
     return {
         "k": "hazard", "op": op, "g": row["grid_code"], "id": row["id"],
         "lon": row.get("lon"), "lat": row.get("lat"), "kind": row["kind"], "st": row["state"],
-        "dl": iso(row.get("deadline_at"), tz),
+        "dl": iso(row.get("deadline_at"), tz), "pv": bool(row.get("deadline_provisional")),
     }
 
 

@@ -66,7 +66,8 @@ class Resolver:
         self.refresh()
         ok: list[Item] = []
         bad: list[tuple[Item, str]] = []
-        located = [it for it in items if it.msg.location is not None]
+        # case.escalate names a case already placed: it has neither a location nor a region code
+        located = [it for it in items if getattr(it.msg, "location", None) is not None]
         if located:
             for it in located:
                 it.lon, it.lat = it.msg.location.wgs84()
@@ -77,10 +78,10 @@ class Resolver:
                 it.grid = str(code) if code else ""
         for it in items:
             m = it.msg
-            if m.location is not None and not it.grid:
+            if getattr(m, "location", None) is not None and not it.grid:
                 bad.append((it, f"location ({it.lon:.6f}, {it.lat:.6f}) is outside the jurisdiction"))
                 continue
-            if m.region_code is not None:
+            if getattr(m, "region_code", None) is not None:
                 grid = self.grid_of.get(m.region_code)
                 if grid is None:
                     if m.region_code not in self.level_of:

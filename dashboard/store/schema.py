@@ -197,6 +197,9 @@ event = Table(
     Column("deadline_provisional", Boolean, nullable=False, default=False),  # a year neither calendar knows
     Column("merged_into", String(64)),                   # 合并: the case this one was merged into
     Column("duplicate_of", String(64)),                  # likely duplicate of this open case, flagged on arrival
+    # steps the store adds on its own (automatic escalation, a merge recorded on its target): they
+    # take negative seq numbers -1, -2, ... so they never collide with the producer's 2, 3, ...
+    Column("system_steps", Integer, nullable=False, default=0),
 )
 # Indexes the feed appends to (migration 0003 says why): open events by state in a scope, and
 # events by time in a scope, both covering the wall's per-grid counts; no index takes each new

@@ -2,7 +2,7 @@
 
 ``event`` gains what the case cycle needs (dashboard/cases/machine.py): the handling unit, the
 clock (basis, allowance, the 即将到期 moment, a running suspension and the allowance it left, a
-provisional deadline in a year neither calendar knows), the counts the standard rates read
+provisional deadline in a year neither calendar knows), the counts of system steps (negative seq), the standard rates read
 (returns, extensions, supervisions), the first feedback, merge and likely-duplicate links, and an
 index on (deadline_at, grid_code) for 应结案数. ``event_step`` keeps what a step carried.
 ``hazard`` follows its own cycle: the old states are renamed (open -> ordered when it has a
@@ -68,6 +68,7 @@ def upgrade() -> None:
                                       server_default=sa.false()))
         batch_op.add_column(sa.Column('merged_into', sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column('duplicate_of', sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column('system_steps', sa.Integer(), nullable=False, server_default='0'))
         batch_op.create_index('ix_event_deadline_grid', ['deadline_at', 'grid_code'], unique=False)
     with op.batch_alter_table('event_step', schema=None) as batch_op:
         batch_op.add_column(sa.Column('payload', sa.Text(), nullable=True))
@@ -93,7 +94,7 @@ def downgrade() -> None:
         batch_op.drop_column('payload')
     with op.batch_alter_table('event', schema=None) as batch_op:
         batch_op.drop_index('ix_event_deadline_grid')
-        for name in ('duplicate_of', 'merged_into', 'deadline_provisional', 'due_soon_at', 'allowance_s',
+        for name in ('system_steps', 'duplicate_of', 'merged_into', 'deadline_provisional', 'due_soon_at', 'allowance_s',
                      'deadline_basis', 'remaining_s', 'resume_state', 'suspended_at', 'supervisions',
                      'extensions', 'returns', 'feedback_at', 'unit_code'):
             batch_op.drop_column(name)

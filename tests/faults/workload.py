@@ -9,7 +9,8 @@ from datetime import datetime, timedelta
 
 from tests.unit import feed_support as F
 
-STEPS = ("registered", "dispatched", "handling", "feedback", "closed")
+# a legal path of the case engine (issue 17): closed follows verification
+STEPS = ("registered", "dispatched", "handling", "feedback", "verified", "closed")
 
 
 def build(n: int, seed: int = 15, prefix: str = "L") -> tuple[list[bytes], set[str], set[int]]:
@@ -27,7 +28,7 @@ def build(n: int, seed: int = 15, prefix: str = "L") -> tuple[list[bytes], set[s
             ago = 500 + rnd.random() * 100
             chain = [F.reported(eid, rnd.randrange(3), mid=f"{prefix}r{k}",
                                 occurred_at=(now - timedelta(minutes=ago)).isoformat(), urgent=rnd.random() < 0.1)]
-            for s in range(rnd.randrange(5)):
+            for s in range(rnd.randrange(len(STEPS))):
                 chain.append(F.step(eid, 2 + s, STEPS[s], mid=f"{prefix}s{k}-{s}", minutes_ago=ago - 5 * (s + 1),
                                     region_code=F.GRIDS[rnd.randrange(3)]))
         elif kind < 0.65:  # a hazard: found, maybe rectified, maybe reinspected
@@ -39,8 +40,9 @@ def build(n: int, seed: int = 15, prefix: str = "L") -> tuple[list[bytes], set[s
                                         occurred_at=(t0 + timedelta(minutes=30)).isoformat(),
                                         region_code=F.GRIDS[0], note="已整改"))
                 if rnd.random() < 0.5:
+                    passed = rnd.random() < 0.8  # a failure needs its reason (the hazard cycle, issue 17)
                     chain.append(F.envelope(f"{prefix}hv{k}", type="hazard.reinspected", hazard_id=hid,
-                                            passed=rnd.random() < 0.8, region_code=F.GRIDS[0],
+                                            passed=passed, region_code=F.GRIDS[0], note="" if passed else "未整改到位",
                                             occurred_at=(t0 + timedelta(minutes=60)).isoformat()))
         elif kind < 0.9:  # a worker's position ping
             chain = [F.position(f"{prefix}W{rnd.randrange(60)}", rnd.randrange(3), minutes_ago=rnd.random() * 300,

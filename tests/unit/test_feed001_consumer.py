@@ -66,11 +66,14 @@ def test_feed001_each_kind_is_stored_with_its_place(svc):
     assert e1["level"] == CATEGORIES["safety"][2] and e1["urgent"] and e1["state"] == "reported"
     reported_at = datetime.fromisoformat(rep["occurred_at"])
     assert e1["reported_at"] == reported_at
-    assert e1["deadline_at"] == deadline_for("safety", e1["level"], reported_at)
-    assert e1["deadline_at"] - e1["reported_at"] == timedelta(hours=CATEGORIES["safety"][3])
+    # the 小类's allowance (gas: 2 natural hours) from the report (issue 17: taxonomy deadlines)
+    assert e1["deadline_at"] == deadline_for("safety", e1["level"], reported_at, "gas")
+    assert e1["deadline_at"] == reported_at + timedelta(hours=2) and e1["deadline_basis"] == "natural_hours"
+    assert e1["allowance_s"] == 2 * 3600 and e1["due_soon_at"] == reported_at + timedelta(hours=1.6)
     assert e2["grid_code"] == F.GRIDS[0]  # the micro-grid's grid
     assert e2["lon"] is None
-    assert hz["grid_code"] == F.GRIDS[2] and hz["state"] == "open"
+    # found with a deadline: rectification ordered at once (the hazard cycle, issue 17)
+    assert hz["grid_code"] == F.GRIDS[2] and hz["state"] == "ordered" and hz["ordered_at"] == hz["found_at"]
     assert pos["actor_id"] == "S7" and pos["grid_code"] == F.GRIDS[2]
     assert pat["issues"] == 1 and json.loads(pat["checklist"])["gas_pipe"] == "issue"
     assert F.count(svc.engine, feed_message) == 5
@@ -106,12 +109,15 @@ def test_feed003_steps_apply_in_order_when_late_or_twice(svc):
     s2 = F.step("E1", 2, "registered", minutes_ago=50)
     s3 = F.step("E1", 3, "dispatched", handler="张三", minutes_ago=40)
     s4 = F.step("E1", 4, "escalated", minutes_ago=30)
-    s5 = F.step("E1", 5, "closed", minutes_ago=20)
+    # the case engine's path from escalated to closed (closed follows verification only)
+    s5, s6, s7 = (F.step("E1", 5, "handling", minutes_ago=27), F.step("E1", 6, "feedback", minutes_ago=24),
+                  F.step("E1", 7, "verified", minutes_ago=22))
+    s8 = F.step("E1", 8, "closed", minutes_ago=20)
     rep = F.reported("E1", occurred_at=F.when(55))
     # steps before their event, reversed, one of them twice, across two batches
-    F.xadd_all(r, [s5, s4, s4])
+    F.xadd_all(r, [s8, s7, s6, s5, s4, s4])
     consume(svc, batch=2)
-    assert F.count(svc.engine, feed_pending) == 2
+    assert F.count(svc.engine, feed_pending) == 5
     assert F.count(svc.engine, event) == 0
     F.xadd_all(r, [s3, rep, s3, s2])
     stats = consume(svc, batch=2)
@@ -119,13 +125,14 @@ def test_feed003_steps_apply_in_order_when_late_or_twice(svc):
     with svc.engine.connect() as conn:
         ev = conn.execute(sa.select(event)).mappings().one()
         steps = conn.execute(sa.select(event_step.c.seq, event_step.c.step).order_by(event_step.c.seq)).all()
-    assert [tuple(s) for s in steps] == [(2, "registered"), (3, "dispatched"), (4, "escalated"), (5, "closed")]
-    assert ev["last_seq"] == 5 and ev["state"] == "closed"
+    assert [tuple(s) for s in steps] == [(2, "registered"), (3, "dispatched"), (4, "escalated"), (5, "handling"),
+                                         (6, "feedback"), (7, "verified"), (8, "closed")]
+    assert ev["last_seq"] == 8 and ev["state"] == "closed"
     assert ev["handler"] == "张三" and ev["escalations"] == 1
     assert ev["level"] == CATEGORIES["safety"][2] - 1  # escalation moved it one tier up
     assert ev["responded_at"] == datetime.fromisoformat(s2["occurred_at"])
     assert ev["registered_at"] == datetime.fromisoformat(s2["occurred_at"])
-    assert ev["closed_at"] == datetime.fromisoformat(s5["occurred_at"])
+    assert ev["closed_at"] == datetime.fromisoformat(s8["occurred_at"])
     assert F.count(svc.engine, feed_pending) == 0
     assert r.xlen(DEAD_LETTER) == 0
     # the last delta of E1 carries the final state

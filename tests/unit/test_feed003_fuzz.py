@@ -16,6 +16,19 @@ from dashboard.geo.coords import wgs84_to_gcj02
 from dashboard.store.schema import event, feed_message, feed_pending
 
 from . import feed_support as F
+from dashboard.cases.machine import legal_steps
+
+
+def step_state(state: str, name: str, level: int, resume_to: str | None) -> tuple[str, int, str | None]:
+    """(state, tier, state a resumption returns to) after a legal step, for drawing the next one."""
+    if name == "suspended":
+        return name, level, state
+    if name == "resumed":
+        return resume_to, level, None
+    if name == "supervised":
+        return state, level, resume_to
+    return name, level - 1 if name == "escalated" else level, resume_to
+
 
 TEXT = st.one_of(
     st.text(max_size=80).map(lambda t: t.replace("\x00", "")),  # NUL is refused (see the nul mutation)
@@ -123,13 +136,23 @@ def workloads(draw):
     valid += reports
     final_seq = {}
     for rep in reports:
+        # a legal path through the case engine's rules (issue 17), drawn step by step from what the
+        # state allows (steps needing a deadline or a target case aside); each carries a reason
         n = draw(st.integers(0, 4))
-        final_seq[rep["event_id"]] = 1 + n
+        state, level, seq, resume_to = "reported", rep.get("level") or CATEGORIES[rep["category"]][2], 1, None
         for seq in range(2, 2 + n):
+            choices = [s for s in legal_steps(state) if s not in ("extended", "merged")
+                       and not (s == "escalated" and level == 1)]
+            if not choices:
+                seq -= 1
+                break
+            name = draw(st.sampled_from(choices))
+            body = {"level": level - 1} if name == "escalated" else {}
             valid.append(F.envelope(f"{rep['id']}s{seq}", type="event.step", event_id=rep["event_id"], seq=seq,
-                                    step=draw(st.sampled_from(["registered", "dispatched", "handling",
-                                                               "feedback", "closed"])),
-                                    region_code=F.GRIDS[0], occurred_at=F.when(0.5)))
+                                    step=name, note="原因", region_code=F.GRIDS[0], occurred_at=F.when(0.5),
+                                    **body))
+            state, level, resume_to = step_state(state, name, level, resume_to)
+        final_seq[rep["event_id"]] = seq if n else 1
     valid += [other_valid(draw, prefix, k) for k in range(draw(st.integers(0, 4)))]
     invalid = []
     for k in range(draw(st.integers(0, 8))):

@@ -1,0 +1,287 @@
+"""What the consumer needs of the case engine besides the rules: the clock and the duplicates.
+
+``CaseContext`` is built once per consumer (from the settings, or the defaults): the working
+calendar (dashboard/cases/workcalendar.py), the taxonomy, the 即将到期 share, the handling-unit
+register (dashboard/cases/routing.py, loaded lazily and cached) and the duplicate index.
+
+Deadlines are kept on the event row as instants (``deadline_at``, ``due_soon_at``) plus the clock
+they run on (``deadline_basis``: natural_hours, working_hours or working_days) and the allowance in
+that clock's seconds (``allowance_s``). A clock value is a number of seconds (working seconds since
+2000 for working time, POSIX seconds for natural hours), so moving a deadline by a suspension or an
+extension is arithmetic on clock values and one conversion back to an instant.
+
+The duplicate index (``DuplicateIndex``) answers "is there an open case of the same 小类 within R
+metres reported in the last W hours" from memory: a grid of cells about R wide per 小类, seeded from
+the store on first use and kept up to date with every batch this consumer commits and every event
+delta the other consumers publish (grid:deltas). docs/cases.md ("The consumer") says what that
+leaves out.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from ..cases import taxonomy as _taxonomy
+from ..cases.workcalendar import WorkCalendar, load_holidays, DEFAULT_HOLIDAYS_PATH, DEFAULT_WORK_HOURS
+
+log = logging.getLogger(__name__)
+
+UTC = timezone.utc
+REGISTER_TTL_S = 30.0          # how long a loaded register of handling units is used before reloading
+M_PER_DEG_LAT = 111_320.0
+
+
+@dataclass
+class Deadline:
+    """A case's clock after a step: what the event row stores."""
+
+    at: datetime
+    basis: str
+    allowance_s: float
+    due_soon_at: datetime
+    provisional: bool
+
+
+class CaseContext:
+    """The calendar, taxonomy and settings the consumer applies cases with (one per consumer)."""
+
+    def __init__(self, calendar: WorkCalendar | None = None, *, due_soon_share: float = 0.2,
+                 duplicate_radius_m: float = 50.0, duplicate_window_h: float = 24.0):
+        self.cal = calendar or WorkCalendar("Asia/Shanghai", DEFAULT_WORK_HOURS, load_holidays(DEFAULT_HOLIDAYS_PATH))
+        self.tax = _taxonomy.load()
+        self.share = due_soon_share
+        self.duplicates = DuplicateIndex(duplicate_radius_m, duplicate_window_h)
+        self._register = None
+        self._register_at = 0.0
+        self._routing = None
+
+    @classmethod
+    def from_settings(cls, settings, calendar: WorkCalendar | None = None) -> "CaseContext":
+        return cls(calendar or WorkCalendar.from_settings(settings), due_soon_share=settings.due_soon_share,
+                   duplicate_radius_m=settings.duplicate_radius_m, duplicate_window_h=settings.duplicate_window_h)
+
+    # --- the clock -----------------------------------------------------------------------
+    @staticmethod
+    def working(basis: str | None) -> bool:
+        return basis is not None and basis != "natural_hours"
+
+    def value(self, working: bool, at: datetime) -> float:
+        return self.cal.working_clock(at) if working else at.timestamp()
+
+    def instant(self, working: bool, value: float, near: datetime) -> datetime:
+        """The earliest instant the clock reaches ``value`` (searched from ``near``'s year)."""
+        if working:
+            # the calendar's inverse of working_clock: a bisect over per-day prefix sums
+            at = self.cal._from_working_clock(value, self.cal.local(near).year)
+            return at.astimezone(UTC)
+        return datetime.fromtimestamp(value, UTC)
+
+    def _provisional(self, working: bool, a: datetime, b: datetime) -> bool:
+        return working and bool(self.cal._years_between(a, b))
+
+    def rule(self, category: str, subcategory: str | None):
+        return self.tax.rule(category, subcategory)
+
+    def fresh(self, category: str, subcategory: str | None, start: datetime) -> Deadline:
+        """The taxonomy's allowance from ``start`` (a report, an escalation to a new tier)."""
+        dl = self.rule(category, subcategory).deadline
+        working = dl.working
+        allowance = self.cal.allowance_seconds(dl)
+        v0 = self.value(working, start)
+        at = max(self.instant(working, v0 + allowance, start), start)
+        soon = max(self.instant(working, v0 + (1.0 - self.share) * allowance, start), start)
+        return Deadline(at, dl.kind, allowance, soon, self._provisional(working, start, at))
+
+    def set_to(self, basis: str | None, start: datetime, deadline: datetime) -> Deadline:
+        """A deadline set by a step (registered, dispatched, escalated with deadline_at): the
+        allowance is the clock time from the step to it."""
+        basis = basis or "natural_hours"
+        working = self.working(basis)
+        v1 = self.value(working, deadline)
+        allowance = max(0.0, v1 - self.value(working, start))
+        soon = self.instant(working, v1 - self.share * allowance, deadline)
+        return Deadline(deadline, basis, allowance, soon, self._provisional(working, start, deadline))
+
+    def extend(self, basis: str | None, allowance_s: float | None, old: datetime, new: datetime,
+               at: datetime) -> Deadline:
+        """延期: the allowance grows by the clock time between the old and the new deadline."""
+        basis = basis or "natural_hours"
+        working = self.working(basis)
+        v1 = self.value(working, new)
+        grown = max(0.0, v1 - self.value(working, old))
+        allowance = (allowance_s if allowance_s is not None else 0.0) + grown
+        soon = self.instant(working, v1 - self.share * allowance, new)
+        return Deadline(new, basis, allowance, soon, self._provisional(working, at, new))
+
+    def remaining(self, basis: str | None, deadline: datetime, at: datetime) -> float:
+        """Clock seconds left at ``at`` (negative when overdue): what a suspension keeps."""
+        working = self.working(basis)
+        return self.value(working, deadline) - self.value(working, at)
+
+    def resume(self, basis: str | None, allowance_s: float | None, remaining_s: float, at: datetime) -> Deadline:
+        """恢复: the deadline is the resumption plus the time that was left, on the same clock."""
+        basis = basis or "natural_hours"
+        working = self.working(basis)
+        v = self.value(working, at) + remaining_s
+        deadline = self.instant(working, v, at)
+        allowance = allowance_s if allowance_s is not None else max(0.0, remaining_s)
+        soon = self.instant(working, v - self.share * allowance, at)
+        return Deadline(deadline, basis, allowance, soon, self._provisional(working, at, deadline))
+
+    def after_working_days(self, start: datetime, days: int) -> tuple[datetime, bool]:
+        due = self.cal.add_working_days(start, days)
+        return due.at.astimezone(UTC), due.provisional
+
+    def again(self, start: datetime, previous_start: datetime | None, previous_deadline: datetime | None
+              ) -> tuple[datetime, bool]:
+        """The same working-time allowance again from ``start`` (a failed re-inspection without
+        a new deadline): the previous order's deadline less its start, on the working clock."""
+        if previous_start is None or previous_deadline is None or previous_deadline <= previous_start:
+            return self.after_working_days(start, 1)
+        allowance = max(self.value(True, previous_deadline) - self.value(True, previous_start),
+                        float(self.cal.daily_seconds) / 8)  # at least an hour of work
+        due = self.cal.add(True, start, allowance)
+        return due.at.astimezone(UTC), due.provisional
+
+    # --- handling units -------------------------------------------------------------------
+    def routing(self):
+        """dashboard.cases.routing, or None while it does not exist (units then go unchecked)."""
+        if self._routing is None:
+            try:
+                from ..cases import routing
+            except ImportError:
+                self._routing = False
+            else:
+                self._routing = routing
+        return self._routing or None
+
+    def register(self, conn):
+        routing = self.routing()
+        if routing is None:
+            return None
+        now = time.monotonic()
+        if self._register is None or now - self._register_at > REGISTER_TTL_S:
+            self._register = routing.Register.load(conn)
+            self._register_at = now
+        return self._register
+
+
+_DEFAULT: CaseContext | None = None
+
+
+def default_context() -> CaseContext:
+    """The context of callers that give none (tests, scripts): default settings."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = CaseContext()
+    return _DEFAULT
+
+
+# --- likely duplicates ----------------------------------------------------------------------
+
+@dataclass
+class _Open:
+    id: str
+    lon: float
+    lat: float
+    at: float          # POSIX seconds of the report
+
+
+@dataclass
+class DuplicateIndex:
+    """Open cases with a point, by (小类, cell): cells are ``radius`` metres wide, so a match
+    within the radius is in one of the 3 x 3 cells around the report."""
+
+    radius_m: float = 50.0
+    window_h: float = 24.0
+    cells: dict = field(default_factory=dict)       # (sub, cx, cy) -> {event id: _Open}
+    where: dict = field(default_factory=dict)       # event id -> (sub, cx, cy)
+    seeded: bool = False
+    deltas_from: str = "$"                          # grid:deltas read position (other consumers)
+    _lon_m: float = 0.0
+
+    @property
+    def window_s(self) -> float:
+        return self.window_h * 3600.0
+
+    def _cell(self, sub: str, lon: float, lat: float) -> tuple:
+        if not self._lon_m:
+            self._lon_m = M_PER_DEG_LAT * math.cos(math.radians(lat))  # the jurisdiction is small
+        return (sub, math.floor(lon * self._lon_m / self.radius_m), math.floor(lat * M_PER_DEG_LAT / self.radius_m))
+
+    def add(self, eid: str, sub: str | None, lon: float | None, lat: float | None, at: datetime | float) -> None:
+        if sub is None or lon is None or lat is None or self.radius_m <= 0:
+            return
+        if eid in self.where:
+            return
+        key = self._cell(sub, lon, lat)
+        self.cells.setdefault(key, {})[eid] = _Open(eid, lon, lat, at if isinstance(at, float) else at.timestamp())
+        self.where[eid] = key
+
+    def drop(self, eid: str) -> None:
+        key = self.where.pop(eid, None)
+        if key is not None:
+            cell = self.cells.get(key)
+            if cell is not None:
+                cell.pop(eid, None)
+                if not cell:
+                    del self.cells[key]
+
+    def find(self, sub: str | None, lon: float | None, lat: float | None, at: datetime) -> str | None:
+        """The nearest open case of ``sub`` within the radius, reported at most ``window_h`` hours
+        before ``at`` (and not after it); None when there is none."""
+        if sub is None or lon is None or lat is None or self.radius_m <= 0 or not self.cells:
+            return None
+        t = at.timestamp()
+        sub_, cx, cy = self._cell(sub, lon, lat)
+        best, best_d = None, self.radius_m
+        kx = self._lon_m
+        for dx in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                cell = self.cells.get((sub_, cx + dx, cy + dy))
+                if not cell:
+                    continue
+                for o in cell.values():
+                    if not (t - self.window_s <= o.at <= t):
+                        continue
+                    d = math.hypot((o.lon - lon) * kx, (o.lat - lat) * M_PER_DEG_LAT)
+                    if d <= best_d and (best is None or d < best_d or o.at < best.at):
+                        best, best_d = o, d
+        return best.id if best is not None else None
+
+    def prune(self, now: datetime) -> None:
+        cutoff = now.timestamp() - self.window_s - 3600.0
+        for eid in [e for e, key in self.where.items()
+                    if (o := self.cells[key].get(e)) is not None and o.at < cutoff]:
+            self.drop(eid)
+
+    def seed(self, conn, now: datetime, open_states) -> None:
+        """Once per consumer: the open cases reported within the window, from the store."""
+        from sqlalchemy import select
+
+        from ..store.schema import event
+
+        since = now - timedelta(hours=self.window_h)
+        rows = conn.execute(
+            select(event.c.id, event.c.subcategory, event.c.lon, event.c.lat, event.c.reported_at)
+            .where(event.c.state.in_(open_states), event.c.reported_at >= since,
+                   event.c.lon.is_not(None), event.c.subcategory.is_not(None))
+        ).all()
+        for eid, sub, lon, lat, at in rows:
+            self.add(eid, sub, lon, lat, at)
+        self.seeded = True
+
+    def follow(self, deltas: list[dict], open_states: frozenset) -> None:
+        """Apply event deltas (this consumer's batch, or the others' from grid:deltas)."""
+        for d in deltas:
+            if d.get("k") != "event":
+                continue
+            eid = d["id"]
+            if d.get("st") in open_states and d.get("op") == "upsert":
+                if eid not in self.where and d.get("sub") and d.get("lon") is not None and d.get("at"):
+                    self.add(eid, d["sub"], d["lon"], d["lat"], datetime.fromisoformat(d["at"]).timestamp())
+            else:
+                self.drop(eid)
