@@ -151,15 +151,15 @@ def _event_row(r: dict, data: dict, lang: str, kind: str) -> html.Li:
     ])
 
 
-def _list(title: str, part: dict, rows: list, kind: str, lang: str) -> html.Div:
+def _list(title: str | None, part: dict, rows: list, kind: str, lang: str) -> html.Div:
+    """One list: its title and total (none when the panel's own heading says it), its rows, how many more."""
     more = part["total"] - len(rows)
     items = rows or [html.Li(t("street_list_none", lang), className="st-none")]
     if more > 0:
         items = [*items, html.Li(t("street_list_more", lang, n=fmt_num(more)), className="st-more")]
+    head = [html.H3([title, " ", html.Span(fmt_num(part["total"]), className="st-count")], className="st-h3")] if title else []
     return html.Div(className=f"st-list st-list--{kind}", **{"data-list": kind}, children=[
-        html.H3([title, " ", html.Span(fmt_num(part["total"]), className="st-count")], className="st-h3"),
-        html.Ul(items, className="st-items"),
-    ])
+        *head, html.Ul(items, className="st-items")])
 
 
 def events_panel(data: dict, lang: str) -> list:
@@ -183,8 +183,9 @@ def hazards_panel(data: dict, lang: str) -> list:
             html.Span(t("street_hazard_overdue", lang, d=fmt_num(r["overdue_days"])), className="st-ev-when",
                       title=fmt_clock(r["deadline_at"], data["tz"])),
         ])]) for r in part["rows"]]
-    return [html.H2(t("street_hazards", lang), className="st-h"),
-            _list(t("street_hazards", lang), part, rows, "hazards", lang)]
+    return [html.H2([t("street_hazards", lang), " ", html.Span(fmt_num(part["total"]), className="st-count")],
+                    className="st-h"),
+            _list(None, part, rows, "hazards", lang)]
 
 
 def panels(data: dict, avg: dict | None, lang: str) -> dict:
