@@ -132,6 +132,11 @@ SETTINGS: tuple[Setting, ...] = (
             "is flagged as its likely duplicate", float),
     Setting("DUPLICATE_WINDOW_H", 24.0, "... and within this many hours of that case's report", float),
     # --- /C1 ---
+    # --- C2: automatic escalation (dashboard/cases/escalation.py) ---
+    Setting("ESCALATION_SWEEP_S", 30.0, "How often each feed consumer sweeps for cases whose deadline passed "
+            "unhandled and escalates them one tier up (once per breach however many run); 0 turns it off",
+            float),
+    # --- /C2 ---
 )
 
 
@@ -179,6 +184,7 @@ class Settings:
     log_level: str = "INFO"
     duplicate_radius_m: float = 50.0   # C1
     duplicate_window_h: float = 24.0   # C1
+    escalation_sweep_s: float = 30.0   # C2
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod

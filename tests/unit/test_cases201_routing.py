@@ -92,6 +92,11 @@ def test_cases204_missing_returned_or_inactive_units_fall_back_then_none():
     reg2 = register(U("s1-urban-b", 2, "street_urban", S1))
     assert r(reg2, 2, "facilities", "road") == "s1-urban"
     assert r(reg2, 2, "facilities", "road", exclude=("s1-urban",)) == "s1-urban-b"
+    # the choice does not depend on the order units were loaded in: the most specific area, then the code
+    reg4 = Register([U("s1-urban-b", 2, "street_urban", S1), U("d-wide", 2, "street_urban", D),
+                     U("s1-urban", 2, "street_urban", S1)])
+    assert r(reg4, 2, "facilities", "road") == "s1-urban"
+    assert r(reg4, 2, "facilities", "road", exclude=("s1-urban", "s1-urban-b")) == "d-wide"
     # inactive units take nothing; no unit at all -> None
     reg3 = Register([U("c1", 3, "community", C1, active=False), U("c1b", 3, "community", C1)])
     assert r(reg3, 3, "environment", "garbage") == "c1b"
