@@ -48,7 +48,7 @@ def backfill(services, days: int, *, seed: int | None = None, rate: float | None
     gen = Generator(World.load(services.engine), seed=(s.demo_seed if seed is None else seed) + SEED_OFFSET,
                     start=start, rate=s.sim_rate if rate is None else rate, speed=1.0, tz=s.timezone,
                     positions=False)
-    consumer = Consumer(services, name="history-backfill", batch=2000, push=False, stop_event=stop_event,
+    consumer = Consumer(_without_sweep(services), name="history-backfill", batch=2000, push=False, stop_event=stop_event,
                         stream_maxlen=KEEP_IN_STREAM)
     published = 0
     bar = tqdm(total=days, unit="day", disable=not progress, desc="history")
@@ -72,6 +72,20 @@ def backfill(services, days: int, *, seed: int | None = None, rate: float | None
              "dead_letters": consumer.stats.get("dead", 0), "s": round(time.perf_counter() - started, 1)}
     log.info("history backfilled", extra=stats)
     return stats
+
+
+class _without_sweep:
+    """The services with the escalation sweep off for the backfill's consumer: it applies the past
+    a day at a time, and a sweep at today's clock would escalate every case of that day whose
+    deadline passed before the rest of its history (its feedback) had been fed."""
+
+    def __init__(self, services):
+        self._services = services
+        settings = services.settings
+        self.settings = settings.replace(escalation_sweep_s=0) if hasattr(settings, "escalation_sweep_s") else settings
+
+    def __getattr__(self, name):
+        return getattr(self._services, name)
 
 
 def _feed_day(services, gen: Generator, consumer: Consumer, until: datetime) -> int:

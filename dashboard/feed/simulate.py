@@ -48,7 +48,7 @@ from sqlalchemy import select
 from ..domain import CATEGORIES, OPEN_STATES, PATROL_CHECKLIST, label
 from ..store.regions import load_regions
 from ..store.schema import building, event, hazard, staff
-from .contract import STREAM, parse
+from .contract import MESSAGE_TYPES, STREAM, EventStep, HazardDeadline, HazardReinspected, parse
 from .publish import publish_all
 
 log = logging.getLogger(__name__)
@@ -70,18 +70,48 @@ LEVEL1_P = 0.02          # a few reports go straight to district departments
 # ... but a level-1 safety event stands for an accident and a level-1 public-security one for a
 # criminal case (docs/kpi.md, 三零): those are rare, and such cases are never escalated to level 1.
 RARE_L1_P = {"safety": 0.00025, "security": 0.0008}
-ESCALATE_P = 0.10
-OVERDUE_P = 0.12
-REOPEN_P = 0.05
-SATISFACTION = ((5, 0.60), (4, 0.25), (3, 0.10), (2, 0.03), (1, 0.02))
+# --- The case cycle's shares (C4, issue 17 item 8) -------------------------------------------
+# One table of how often each turn of the case cycle happens. Every path the generator plans is a
+# sequence dashboard.cases.machine accepts (test_cases401 replays them through apply_step and the
+# consumer). Where ../shared/DOMAIN.md quotes a figure, the share is set to land near it:
+#   结案率 911/972 = 93.72% and 按期结案率 737/972 = 75.82% (a city bulletin), 12345's 按期办理率
+#   99.11% / 按期办结率 98.91% / 满意率 94.35% (Wenzhou 2018), Zhenjiang's response rate 100%.
+# The rest (rejections, returns, suspensions, extensions, supervision, duplicates) DOMAIN names
+# but does not quantify: demo figures, small enough that the bulletin's rates still hold.
+REJECT_P = 0.04          # 不予立案 (with a reason): 立案率 ~96%
+RETURN_P = 0.05          # 回退 by a unit that is not responsible, then re-dispatched: 派遣准确率 ~95%
+SUSPEND_P = 0.02         # 挂账 (the clock stops) and 恢复 a day or three later
+EXTEND_P = 0.04          # 延期 with a reason and a later deadline
+ESCALATE_P = 0.10        # operator escalations (升级) one tier up; breach escalations are the sweep's
+OVERDUE_P = 0.12         # handled after the deadline: with reworks and slow checks, 按期结案率 ~80%
+REOPEN_P = 0.05          # 返工 after feedback or verification: 返工率
+SUPERVISE_P = 0.03       # 督办: a leader's flag (who, why) on an open case
+DUPLICATE_P = 0.03       # a second report of the same 小类 within 50 m and a few hours of an open case
+DUPLICATE_FATE = {"merged": 0.5, "rejected": 0.3, "separate": 0.2}  # what the center does with it
+DUPLICATE_RADIUS_M = 40.0   # inside the consumer's 50 m (DUPLICATE_RADIUS_M setting)
+DUPLICATE_WINDOW_H = 4.0    # "a few hours" after the first report (the consumer looks back 24 h)
+SATISFACTION = ((5, 0.60), (4, 0.25), (3, 0.10), (2, 0.03), (1, 0.02))   # 满意率 (3-5 stars) 95%
 # Mean delay (simulated minutes) before each step, from the step before it.
 STEP_DELAY_MIN = {"registered": 12, "dispatched": 30, "handling": 60, "escalated": 90, "feedback": 240,
-                  "verified": 90, "reopened": 30, "closed": 30, "evaluated": 360}
+                  "verified": 90, "reopened": 30, "closed": 30, "evaluated": 360,
+                  "rejected": 20, "returned": 45, "suspended": 90, "resumed": 36 * 60, "extended": 120,
+                  "supervised": 180, "merged": 15}
 DEPARTMENTS = {"safety": "区应急管理局", "facilities": "区城市管理局", "environment": "区生态环境分局",
                "disputes": "区司法局", "livelihood": "区民政局", "order": "公安市南分局", "petition": "区信访局"}
 NOTES = {"registered": "已立案", "dispatched": "已派遣至{handler}", "handling": "{handler}已到场处置",
          "escalated": "本级无法解决，上报{handler}", "feedback": "处置完毕，已反馈", "verified": "核查通过",
-         "reopened": "核查未通过，返工处置", "closed": "已结案", "evaluated": "群众评价{satisfaction}星"}
+         "reopened": "核查未通过，返工处置", "closed": "已结案", "evaluated": "群众评价{satisfaction}星",
+         "resumed": "挂账原因消除，恢复处置", "merged": "与{into}为同一问题，合并办理"}
+# Reasons for the steps the machine requires one for (note): a pick per step.
+REASONS = {
+    "rejected": ("不属于网格受理范围", "信息不全，无法核实", "经核实不存在所述问题", "属司法程序处理事项"),
+    "duplicate": ("重复上报，已并案 {into} 处理",),
+    "returned": ("非本单位职责，申请回退", "派遣单位有误，退回重派", "问题位置不在本辖区"),
+    "suspended": ("需协调产权单位，暂时挂账", "涉及多部门，等待联合处置", "待汛期结束后施工"),
+    "extended": ("需采购配件，申请延期", "施工量大，申请延期", "需协调业主，申请延期"),
+    "supervised": ("群众多次反映，区领导督办", "涉及安全隐患，挂牌督办", "超期风险较高，督办"),
+    "reopened": ("核查未通过，返工处置", "群众反映问题仍未解决，返工"),
+}
 PHRASES = ("，请尽快处理", "，居民反映多次", "，存在安全隐患", "，影响居民出行", "，请相关部门核实", "")
 HAZARD_P = 0.02          # per checklist item at a check-in
 EXTRA_HAZARD_P = 0.01    # wiring / fire lane found on the walk
@@ -170,13 +200,14 @@ class Recovered:
         with engine.connect() as conn:
             rows = conn.execute(
                 select(event.c.id, event.c.state, event.c.last_seq, event.c.level, event.c.category,
-                       event.c.urgent, event.c.grid_code, event.c.lon, event.c.lat)
+                       event.c.urgent, event.c.grid_code, event.c.lon, event.c.lat, event.c.resume_state,
+                       event.c.deadline_at, event.c.feedback_at)
                 .where(event.c.state.in_(list(OPEN_STATES))).order_by(event.c.reported_at.desc()).limit(limit)
             ).mappings().all()
             hz = conn.execute(
                 select(hazard.c.id, hazard.c.state, hazard.c.kind, hazard.c.grid_code, hazard.c.lon,
                        hazard.c.lat, hazard.c.deadline_at)
-                .where(hazard.c.state.in_(["open", "rectified"])).limit(limit)).mappings().all()
+                .where(hazard.c.state.in_(list(HAZARD_WORKING))).limit(limit)).mappings().all()
         latest = stream_steps(r, stream_tail) if r is not None else {}
         for row in rows:
             ev = dict(row)
@@ -188,6 +219,11 @@ class Recovered:
         out.events.sort(key=lambda e: e["id"])
         out.hazards = sorted((dict(h) for h in hz), key=lambda h: h["id"])
         return out
+
+
+# hazards still being worked on: the cycle's states before closure, and the names the store used
+# before migration 0005 (open = found or ordered) while the consumer still writes them
+HAZARD_WORKING = ("open", "found", "ordered", "rectified", "passed")
 
 
 def stream_steps(r: redis.Redis, count: int) -> dict[str, tuple[int, str]]:
@@ -302,7 +338,7 @@ class Generator:
     def __init__(self, world: World, *, seed: int, start: datetime, rate: float = 1.0, speed: float = 1.0,
                  tz: str = "Asia/Shanghai", recovered: Recovered | None = None,
                  max_walkers: int = MAX_WALKERS, ping_s: float = PING_S, vehicle_ping_s: float = VEHICLE_PING_S,
-                 positions: bool = True):
+                 positions: bool = True, expect_sweep: bool = False):
         if start.tzinfo is None:
             raise ValueError("start must carry a time zone")
         if rate <= 0 or speed <= 0:
@@ -313,6 +349,7 @@ class Generator:
         self.rate = float(rate)
         self.speed = float(speed)
         self.ping_s = ping_s
+        self.expect_sweep = expect_sweep  # an escalation sweep runs beside us: see _breach
         self.vehicle_ping_s = vehicle_ping_s
         self.tag = run_tag(seed, start)
         self.now = start.astimezone(self.tz)
@@ -321,6 +358,7 @@ class Generator:
         self._msg_n = itertools.count(1)
         self._event_n = itertools.count(1)
         self._hazard_n = itertools.count(1)
+        self._recent: deque = deque()  # fresh cases of the last hours: what a duplicate repeats
         self._grid_by_code = {g.code: g for g in world.grids}
         self._grid_weights = [g.weight for g in world.grids]
         self.counts: dict[str, int] = defaultdict(int)
@@ -497,8 +535,9 @@ class Generator:
                 return
             hz["deadline_at"] = hz["deadline_at"] + self._sim(days=7) if hz.get("deadline_at") else \
                 self.now + self._sim(days=7)
+            why = {"note": self.rng.choice(HAZARD_EXTEND_REASONS)} if HAZARD_EXTEND_NOTE else {}
             out.append(self._msg(kind, actor, source="grid_patrol", hazard_id=hz["id"],
-                                 deadline_at=hz["deadline_at"].isoformat(), **place))
+                                 deadline_at=hz["deadline_at"].isoformat(), **place, **why))
         elif kind == "hazard.rectified":
             hz["state"] = "rectified"
             out.append(self._msg(kind, {"kind": "department", "id": "property"}, source="system",
@@ -506,18 +545,35 @@ class Generator:
             self._plan_hazard(hz, 0)
         elif kind == "hazard.reinspected":
             passed = self.rng.random() >= REINSPECT_FAIL_P
+            extra = {}
+            if not passed:
+                days = self.rng.uniform(1, 5)
+                if HAZARD_FAIL_DEADLINE:  # failed -> ordered again needs a new deadline (machine.HAZARD_RULES)
+                    hz["deadline_at"] = self.now + self._sim(days=days * 1.5)
+                    extra["deadline_at"] = hz["deadline_at"].isoformat()
             out.append(self._msg(kind, actor, source="grid_patrol", hazard_id=hz["id"], passed=passed,
-                                 note="复查合格" if passed else "复查不合格，继续整改", **place))
+                                 note="复查合格" if passed else "复查不合格，继续整改", **place, **extra))
             if not passed:
                 hz["state"] = "open"
-                self._schedule(self.now + self._sim(days=self.rng.uniform(1, 5)), "hazard", (hz, "hazard.rectified"))
+                self._schedule(self.now + self._sim(days=days), "hazard", (hz, "hazard.rectified"))
+            elif HAZARD_CLOSE:  # passed -> closed (销号), by the grid's office a little later
+                hz["state"] = "passed"
+                self._schedule(self.now + self._sim(hours=self.rng.uniform(1, 24)), "hazard", (hz, "hazard.closed"))
+        elif kind == "hazard.closed":
+            hz["state"] = "closed"
+            out.append(self._msg(kind, actor, source="grid_patrol", hazard_id=hz["id"], note="复查合格，予以销号",
+                                 **place))
 
     def _resume_hazard(self, row: dict) -> None:
         hz = dict(row)
         if hz.get("deadline_at") is not None and hz["deadline_at"].tzinfo is None:
             hz["deadline_at"] = hz["deadline_at"].replace(tzinfo=timezone.utc)
-        if hz["state"] == "open":
+        if hz["state"] in ("open", "found", "ordered"):
+            hz["state"] = "open"
             self._schedule(self.now + self._sim(hours=self.rng.uniform(1, 72)), "hazard", (hz, "hazard.rectified"))
+        elif hz["state"] == "passed":
+            if HAZARD_CLOSE:
+                self._schedule(self.now + self._sim(hours=self.rng.uniform(1, 24)), "hazard", (hz, "hazard.closed"))
         else:
             self._schedule(self.now + self._sim(hours=self.rng.uniform(1, 24)), "hazard", (hz, "hazard.reinspected"))
 
@@ -539,11 +595,24 @@ class Generator:
 
     def _report(self):
         rng = self.rng
-        g = rng.choices(self.world.grids, weights=self._grid_weights)[0]
-        category = weighted(rng, CATEGORY_MIX)
-        sub = rng.choice(sorted(CATEGORIES[category][4]))
+        original = self._duplicate_target() if rng.random() < DUPLICATE_P else None
+        if original is not None:
+            g = self._grid_by_code[original["grid_code"]]
+            category, sub = original["category"], original["subcategory"]
+        else:
+            g = rng.choices(self.world.grids, weights=self._grid_weights)[0]
+            category = weighted(rng, CATEGORY_MIX)
+            sub = rng.choice(sorted(CATEGORIES[category][4]))
         source = weighted(rng, SOURCE_MIX)
-        if g.buildings and rng.random() < 0.7:
+        if original is not None:
+            # the same problem seen by someone else: a few tens of metres from the first report
+            r, angle = rng.uniform(0, DUPLICATE_RADIUS_M), rng.uniform(0, 2 * math.pi)
+            lon = original["lon"] + r * math.cos(angle) / (M_PER_DEG * math.cos(math.radians(original["lat"])))
+            lat = original["lat"] + r * math.sin(angle) / M_PER_DEG
+            if not shapely.contains_xy(g.geom, lon, lat):
+                lon, lat = original["lon"], original["lat"]
+            address = original["address"]
+        elif g.buildings and rng.random() < 0.7:
             bname, lon, lat = rng.choice(g.buildings)
             jlon, jlat = lon + rng.gauss(0, 6e-5), lat + rng.gauss(0, 5e-5)  # around the building, not on one spot
             if shapely.contains_xy(g.geom, jlon, jlat):
@@ -559,6 +628,8 @@ class Generator:
         level = 1 if rng.random() < (LEVEL1_P if rare is None else rare) else None
         lag_min = rng.uniform(0, 5) if source == "grid_patrol" else rng.uniform(0, 60)
         occurred = self.now - timedelta(minutes=lag_min)
+        if original is not None:  # not before the report it repeats (the consumer looks back from it)
+            occurred = max(occurred, original["reported_at"] + timedelta(seconds=1))
         if source == "grid_patrol":
             actor = {"kind": "staff", "id": self._worker_of(g.code)}
         elif source == "mini_program":
@@ -577,23 +648,56 @@ class Generator:
             body["level"] = level
         msg = self._msg("event.reported", actor, location=(lon, lat), at=occurred, source=source, **body)
         case = {"id": eid, "state": "reported", "last_seq": 1, "level": level or CATEGORIES[category][2],
-                "category": category, "urgent": urgent, "grid_code": g.code, "lon": lon, "lat": lat,
-                "rare": rare is not None}
+                "category": category, "subcategory": sub, "urgent": urgent, "grid_code": g.code, "lon": lon,
+                "lat": lat, "rare": rare is not None, "address": address, "reported_at": occurred}
+        if original is not None:
+            case["into"] = original["id"]
+            fate = weighted(rng, DUPLICATE_FATE)
+            case["duplicate"] = "rejected" if fate == "merged" and not CAN_MERGE else fate
         self._plan_case(case, fresh=True)
+        self._recent.append(case)
         return msg
 
+    def _duplicate_target(self) -> dict | None:
+        """A recent open case a second report may repeat (same 小类, near it, within hours)."""
+        horizon = self.now - timedelta(hours=DUPLICATE_WINDOW_H)
+        while self._recent and self._recent[0]["reported_at"] < horizon:
+            self._recent.popleft()
+        # the first report must still be open and not itself a repeat (a chain would merge into a merged case)
+        open_ = [c for c in self._recent if c["state"] in BEFORE_FEEDBACK and "into" not in c
+                 and c["path"] and c["path"][0] not in ("rejected", "merged")]
+        return self.rng.choice(open_[-50:]) if open_ else None
+
     def _plan_case(self, case: dict, fresh: bool) -> None:
-        """Decide the rest of a case's path now, so later draws do not depend on timing."""
+        """Decide the rest of a case's path now, so later draws do not depend on timing. Every path
+        is one dashboard.cases.machine accepts (test_cases401 replays them)."""
         rng = self.rng
-        path = ["registered", "dispatched", "handling"]
-        if rng.random() < ESCALATE_P and case["level"] > (2 if case.get("rare") else 1):
-            path += ["escalated", "handling"]
-        path += ["feedback", "verified"]
-        if rng.random() < REOPEN_P:
-            path += ["reopened", "handling", "feedback", "verified"]
-        path += ["closed", "evaluated"]
+        dup = case.get("duplicate")
         if not fresh:  # a resumed case: continue from its state
-            path = resume_path(case["state"])
+            path = resume_path(case["state"], case.get("resume_state"))
+        elif dup == "merged":
+            path = ["merged"]
+        elif dup == "rejected" or rng.random() < REJECT_P:
+            path = ["rejected"]
+        else:
+            path = ["registered", "dispatched"]
+            if rng.random() < RETURN_P:
+                path += ["returned", "dispatched"]
+            path += ["handling"]
+            # an extension before any suspension or escalation: those move the deadline on the store's
+            # working clock, and an extension must name a deadline later than the current one
+            if rng.random() < EXTEND_P:
+                path += ["extended"]
+            if rng.random() < SUSPEND_P:
+                path += ["suspended", "resumed"]
+            if rng.random() < ESCALATE_P and case["level"] > (2 if case.get("rare") else 1):
+                path += ["escalated", "handling"]
+            path += ["feedback", "verified"]
+            if rng.random() < REOPEN_P:
+                path += ["reopened", "handling", "feedback", "verified"]
+            path += ["closed", "evaluated"]
+            if rng.random() < SUPERVISE_P:  # any open state takes the flag: anywhere before closure
+                path.insert(rng.randint(1, path.index("closed")), "supervised")
         case["path"] = path
         case["overdue"] = rng.random() < OVERDUE_P
         case["stall"] = rng.random() < 0.03  # a few cases just sit
@@ -601,6 +705,9 @@ class Generator:
 
     def _resume_case(self, row: dict) -> None:
         case = dict(row)
+        if case.get("deadline_at") is not None and case["deadline_at"].tzinfo is None:
+            case["deadline_at"] = case["deadline_at"].replace(tzinfo=timezone.utc)
+        case["fed_back"] = case.pop("feedback_at", None) is not None
         self._plan_case(case, fresh=False)
 
     def _schedule_step(self, case: dict) -> None:
@@ -613,9 +720,32 @@ class Generator:
             minutes = hours * 60 * (self.rng.uniform(1.1, 1.8) if case["overdue"] else self.rng.uniform(0.1, 0.8))
         if case["stall"] and nxt == "feedback":
             minutes *= 6
-        if case["urgent"] and nxt != "evaluated":
+        if case["urgent"] and nxt not in ("evaluated", "resumed"):
             minutes /= 4
-        self._schedule(self.now + self._sim(minutes=minutes), "step", case)
+        at = self.now + self._sim(minutes=minutes)
+        if self.expect_sweep:
+            at = self._breach(case, at)
+        self._schedule(at, "step", case)
+
+    def _breach(self, case: dict, at: datetime) -> datetime:
+        """With an escalation sweep running (the live demo), a case whose deadline passes before its
+        next step while it is held unhandled at tier 2 or 3 is escalated by the sweep, not by us
+        (dashboard/cases/escalation.py; the store numbers that step itself): carry on as the sweep
+        leaves it, escalated one tier up, so the next step is one the machine takes from there."""
+        due = case.get("deadline_at")
+        if (due is None or at <= due or case.get("fed_back") or case["level"] <= 1
+                or case["state"] not in BREACHABLE):
+            return at
+        case["level"] -= 1
+        case["state"] = "escalated"
+        case["deadline_at"] = None  # the consumer gives it a fresh one; one modelled breach per case
+        case["swept"] = case.get("swept", 0) + 1
+        # the store gave the new tier a fresh deadline we do not track: no extension of it from here
+        path = [p for p in case["path"] if not (p == "escalated" and case["level"] <= 1) and p != "extended"]
+        if path and path[0] not in ("handling", "dispatched", "returned", "escalated"):
+            path.insert(0, "handling")  # the new tier's unit takes it up before anything else
+        case["path"] = path
+        return max(at, due + SWEEP_MARGIN)
 
     def _handler(self, case: dict) -> str:
         g = self._grid_by_code.get(case.get("grid_code") or "")
@@ -631,25 +761,47 @@ class Generator:
         step = case["path"].pop(0)
         case["last_seq"] += 1
         body: dict = {"event_id": case["id"], "seq": case["last_seq"], "step": step}
+        hours = CATEGORIES[case["category"]][3] / (4 if case["urgent"] else 1)
         if step == "registered":
-            hours = CATEGORIES[case["category"]][3] / (4 if case["urgent"] else 1)
-            body["deadline_at"] = (self.now + self._sim(hours=hours)).isoformat()
+            case["deadline_at"] = self.now + self._sim(hours=hours)
+            body["deadline_at"] = case["deadline_at"].isoformat()
+        elif step == "extended":  # a later deadline than the current one, granted before it is needed
+            base = max(case.get("deadline_at") or self.now, self.now)
+            case["deadline_at"] = base + self._sim(hours=hours * rng.uniform(0.5, 1.0))
+            body["deadline_at"] = case["deadline_at"].isoformat()
         if step == "escalated":
             case["level"] = max(1, case["level"] - 1)
             body["level"] = case["level"]
         if step in ("dispatched", "escalated"):
             body["handler"] = self._handler(case)
+        if step == "merged":
+            body["into"] = case["into"]
         satisfaction = None
         if step == "evaluated":
             satisfaction = rng.choices([s for s, _ in SATISFACTION], weights=[w for _, w in SATISFACTION])[0]
             body["satisfaction"] = satisfaction
-        body["note"] = NOTES[step].format(handler=body.get("handler") or self._handler(case),
-                                          satisfaction=satisfaction)
-        case["state"] = step
-        actor = ({"kind": "operator", "id": "command-center"} if step in ("registered", "dispatched", "verified",
-                                                                          "closed", "reopened")
+        if step == "rejected" and case.get("duplicate") == "rejected":
+            body["note"] = rng.choice(REASONS["duplicate"]).format(into=case["into"])
+        elif step in REASONS:
+            body["note"] = rng.choice(REASONS[step])
+        else:
+            body["note"] = NOTES[step].format(handler=body.get("handler") or self._handler(case),
+                                              satisfaction=satisfaction, into=case.get("into"))
+        if step == "feedback":
+            case["fed_back"] = True  # the sweep never escalates a handled case
+        if step == "suspended":
+            case["resume_state"] = case["state"]
+        if step == "resumed":
+            case["state"] = case.pop("resume_state", None) or "handling"
+        elif step not in ("extended", "supervised"):  # flags and clock steps leave the state
+            case["state"] = step
+        actor = ({"kind": "operator", "id": "command-center"}
+                 if step in ("registered", "dispatched", "verified", "closed", "reopened", "rejected", "merged",
+                             "resumed", "extended")
+                 else {"kind": "operator", "id": "leader-duty"} if step == "supervised"
                  else {"kind": "department", "id": f"L{case['level']}"} if step in ("handling", "feedback",
-                                                                                     "escalated")
+                                                                                     "escalated", "returned",
+                                                                                     "suspended")
                  else {"kind": "resident"})
         place = ({"location": (case["lon"], case["lat"])} if case.get("lon") is not None
                  else {"region_code": case["grid_code"]})
@@ -658,10 +810,24 @@ class Generator:
 
 
 BASE_PATH = ("registered", "dispatched", "handling", "feedback", "verified", "closed", "evaluated")
+# open and far from closure: a repeat reported now is still merged into an open case
+# where the escalation sweep claims a case whose deadline passed (held by a unit, not suspended)
+BREACHABLE = ("registered", "dispatched", "handling", "escalated", "returned")
+SWEEP_MARGIN = timedelta(minutes=10)  # our next step comes this long after the breach: the sweep has run
+BEFORE_FEEDBACK = ("reported", "registered", "dispatched", "handling", "escalated", "returned", "suspended")
+CAN_MERGE = "into" in EventStep.model_fields  # the contract carries the merge target (C1, issue 17)
+HAZARD_FAIL_DEADLINE = "deadline_at" in HazardReinspected.model_fields
+HAZARD_EXTEND_NOTE = "note" in HazardDeadline.model_fields      # 延期 needs a reason (machine.HAZARD_RULES)
+HAZARD_CLOSE = "hazard.closed" in MESSAGE_TYPES                 # 销号 after a passed re-inspection
+HAZARD_EXTEND_REASONS = ("整改需采购材料，申请延期", "需业主配合，申请延期", "施工受天气影响，申请延期")
 
 
-def resume_path(state: str) -> list[str]:
-    """The steps left for a case found in ``state``."""
+def resume_path(state: str, resume_state: str | None = None) -> list[str]:
+    """The steps left for a case found in ``state`` (``resume_state``: where a suspension returns)."""
+    if state == "suspended":
+        return ["resumed"] + resume_path(resume_state or "handling")
+    if state == "returned":
+        return ["dispatched"] + resume_path("dispatched")
     if state in ("escalated", "reopened"):
         return list(BASE_PATH[BASE_PATH.index("handling"):])
     if state == "reported":
@@ -685,7 +851,8 @@ class Simulator:
 
     def __init__(self, services, rate: float | None = None, speed: float | None = None, seed: int | None = None,
                  *, clock: Callable[[], datetime] = wall_clock, tz: str | None = None,
-                 max_walkers: int = MAX_WALKERS, recover: bool = True, tick_s: float = 0.2):
+                 max_walkers: int = MAX_WALKERS, recover: bool = True, tick_s: float = 0.2,
+                 expect_sweep: bool | None = None):
         self._own_redis = not isinstance(services, tuple)
         if isinstance(services, tuple):
             self.engine, self.redis = services
@@ -697,6 +864,9 @@ class Simulator:
         self.speed = float(speed if speed is not None else (settings.sim_speed if settings else 1.0))
         self.seed = int(seed if seed is not None else (settings.demo_seed if settings else 370202))
         self.tz = tz or (settings.timezone if settings else "Asia/Shanghai")
+        # True only where a consumer sweeps for breaches in step with this clock (the live demo:
+        # start_in_thread); a test or a backfill that runs its consumer afterwards has no sweep in step
+        self.expect_sweep = bool(expect_sweep)
         self.clock = clock
         self.max_walkers = max_walkers
         self.recover = recover
@@ -709,7 +879,8 @@ class Simulator:
         world = World.load(self.engine)
         recovered = Recovered.load(self.engine, self.redis) if self.recover else None
         return Generator(world, seed=self.seed, start=start or self.clock(), rate=self.rate, speed=self.speed,
-                         tz=self.tz, recovered=recovered, max_walkers=self.max_walkers)
+                         tz=self.tz, recovered=recovered, max_walkers=self.max_walkers,
+                         expect_sweep=self.expect_sweep)
 
     def _flush(self, backlog: deque, batch: int = 500) -> None:
         while backlog:
@@ -772,7 +943,9 @@ def start_in_thread(services, stop_event: threading.Event) -> threading.Thread:
     def target():
         while not stop_event.is_set():
             try:
-                Simulator(services, s.sim_rate, s.sim_speed, s.demo_seed).run(stop_event=stop_event)
+                # the server's consumer sweeps for breaches every ESCALATION_SWEEP_S (0: never)
+                Simulator(services, s.sim_rate, s.sim_speed, s.demo_seed,
+                          expect_sweep=getattr(s, "escalation_sweep_s", 0) > 0).run(stop_event=stop_event)
                 return
             except NoDistrict as exc:
                 log.warning("simulator waiting for a district", extra={"error": str(exc)})

@@ -11,6 +11,7 @@ import pytest
 import shapely
 from sqlalchemy import func, select
 
+from dashboard.cases import machine
 from dashboard.cli import CliError
 from dashboard.domain import CATEGORIES, HAZARD_KINDS, OPEN_STATES
 from dashboard.feed.consumer import Consumer
@@ -100,8 +101,18 @@ def test_feed_sim003_cases_move_through_their_steps_in_order(world):
         assert [s.seq for s in ss] == list(range(2, len(ss) + 2))
         names = [s.step for s in ss]
         seen.update(names)
-        assert names[:3] == ["registered", "dispatched", "handling"][:len(names)]
-        assert ss[0].deadline_at is not None
+        # the case cycle's rules (dashboard.cases.machine; test_cases401 replays every path): a report is
+        # registered, rejected or merged as a duplicate; a registered case is dispatched next
+        case = machine.report(eid, actor="x", at=reported[eid].occurred_at,
+                              level=reported[eid].level or CATEGORIES[reported[eid].category][2])
+        for s in ss:
+            case = machine.apply_step(case, machine.Step(s.step, "x", s.occurred_at, s.note,
+                                                         {"deadline_at": s.deadline_at, "level": s.level,
+                                                          "into": getattr(s, "into", None) or "other"}))
+        assert names[0] in ("registered", "rejected", "merged")
+        if names[0] == "registered":
+            handled = [n for n in names if n != "supervised"]  # the flag may come at any open state
+            assert handled[1:2] in ([], ["dispatched"]) and ss[0].deadline_at is not None
         if "evaluated" in names:
             assert names[-2:] == ["closed", "evaluated"] and 1 <= ss[-1].satisfaction <= 5
         for prev, s in zip(ss, ss[1:]):
@@ -112,7 +123,7 @@ def test_feed_sim003_cases_move_through_their_steps_in_order(world):
                 assert s.level == level - 1
                 level = s.level
     assert seen["escalated"] > 0 and seen["reopened"] > 0 and seen["evaluated"] > 0
-    closed = [ss for ss in steps.values() if ss[-1].step in ("closed", "evaluated")]
+    closed = [ss for ss in steps.values() if ss[-1].step in ("closed", "evaluated") and ss[0].step == "registered"]
     overdue = [ss for ss in closed
                if next(s for s in ss if s.step == "feedback").occurred_at > ss[0].deadline_at]
     assert 0 < len(overdue) < len(closed) / 2  # some run past their deadline, most do not
@@ -214,7 +225,9 @@ def test_feed_sim007_live_loop_feeds_the_consumer_and_recovers(stack, make_servi
     g = sim.generator
     with services.engine.connect() as conn:
         assert count(conn, event) == stats["event.reported"] > 0
-        assert count(conn, event_step) == stats["event.step"]
+        # the producer's steps (seq 2, 3 ...); the store adds its own (negative seq: a merge noted on its target)
+        assert conn.execute(select(func.count()).select_from(event_step)
+                            .where(event_step.c.seq > 0)).scalar_one() == stats["event.step"]
         assert count(conn, patrol) == stats["patrol.checkin"]
         assert count(conn, hazard) == stats.get("hazard.found", 0)
         assert count(conn, position) == sum(w.shift == "day" for w in g.walkers) + len(g.vehicles)
