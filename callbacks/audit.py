@@ -7,11 +7,13 @@ from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from dash import html
+from sqlalchemy import select
 
 from dashboard.access import audit
 from dashboard.access.roles import ADMINISTRATOR
 from dashboard.i18n import t
-from layouts.audit import audit_page
+from dashboard.store.schema import access_audit
+from layouts.audit import PERIODS, audit_page
 
 LIMIT = 2000
 ACTIONS = sorted(v for k, v in vars(audit).items() if k.isupper() and isinstance(v, str) and k != "ANONYMOUS")
@@ -36,16 +38,28 @@ def page(services, query: dict, lang: str):
         audit.record(services.engine, audit.PAGE_REFUSED, actor=getattr(p, "actor", audit.ANONYMOUS),
                      ip=client_ip(), where="/audit", role=getattr(p, "role", ""))
         return html.P(t("audit_refused", lang), className="audit-refused", role="alert")
-    chosen = {k: (query.get(k) or "")[:64] for k in ("actor", "action", "since", "until")}
+    chosen = {k: (query.get(k) or "")[:64] for k in ("actor", "action", "since", "until", "period")}
+    if chosen["period"] not in PERIODS:
+        chosen["period"] = "all" if chosen["since"] or chosen["until"] else "7d"
     tz = ZoneInfo(services.settings.timezone)
+    actors = known_actors(services.engine)
     try:
         since = _day(chosen["since"], tz)
         until = _day(chosen["until"], tz)
     except ValueError:
-        return audit_page([], ACTIONS, chosen, lang, LIMIT, message=t("audit_bad_date", lang))
+        return audit_page([], actors, ACTIONS, chosen, lang, LIMIT, message=t("audit_bad_date", lang))
+    if since is None and chosen["period"] != "all":
+        since = datetime.now(timezone.utc) - timedelta(days=int(chosen["period"][:-1]))
     rows = audit.query(services.engine, actor=chosen["actor"] or None, action=chosen["action"] or None,
                        since=since, until=until + timedelta(days=1) if until else None, limit=LIMIT)
-    return audit_page(rows, ACTIONS, chosen, lang, LIMIT)
+    return audit_page(rows, actors, ACTIONS, chosen, lang, LIMIT)
+
+
+def known_actors(engine, limit: int = 500) -> list[str]:
+    """Who the log names, for the form's list (users and tokens are few; '-' is anonymous)."""
+    with engine.connect() as conn:
+        return list(conn.execute(select(access_audit.c.actor).distinct().order_by(access_audit.c.actor)
+                                 .limit(limit)).scalars())
 
 
 def register(app, services) -> None:

@@ -9,7 +9,7 @@ from dash import html
 from dashboard import ids
 from dashboard.components import Store
 from dashboard.i18n import t
-from layouts.briefing import ACCENT, BUTTON, CONTROL, FIELD, MUTED, PAGE, RULE
+from layouts.briefing import BUTTON, MUTED, PAGE, RULE
 
 FIELDS = {
     "person": ("name", "id_number", "phone", "gender", "birth_year", "key_class", "grid"),
@@ -43,17 +43,6 @@ def record_page(request: dict, record: dict | None, message: str | None, can_rev
     return html.Div(id=ids.RECORD, className="record", lang="en" if lang == "en" else "zh-CN", style=PAGE, children=[
         html.H1(t(f"record_title_{kind}", lang), style={"margin": "0 0 4px", "fontSize": "28px"}),
         html.P(t("app_title", lang), style={"margin": "0 0 16px", "color": MUTED}),
-        html.Form(method="get", action="/record", style={"padding": "12px 0 16px", "borderBottom": f"1px solid {RULE}"},
-                  children=[
-            html.Label([html.Span(t("record_kind", lang)),
-                        html.Select([html.Option(t(f"record_kind_{k}", lang), value=k, selected=k == kind)
-                                     for k in FIELDS], name="kind", style=CONTROL)], style=FIELD),
-            html.Label([html.Span(t("record_id", lang)),
-                        html.Input(name="id", type="number", min=1, value=str(request.get("id") or ""),
-                                   style=CONTROL)], style=FIELD),
-            html.Select([html.Option(lang, value=lang, selected=True)], name="lang", hidden=True),
-            html.Button(t("record_lookup", lang), type="submit", style={**BUTTON, "background": ACCENT}),
-        ]),
         html.Div(id=ids.RECORD_FIELDS, children=body),
         html.Div(actions),
         html.P(message or "", id=ids.RECORD_NOTE, className="rec-note", role="status",
