@@ -315,3 +315,32 @@ def test_cases228_the_consumer_sweeps_at_most_every_escalation_sweep_s(stack, ma
         assert esc.consumer_tick(off) == []
     finally:
         consumer.redis.close()
+
+
+def test_cases229_the_due_query_reads_the_open_states_index_on_sqlite(tmp_path):
+    """With statistics (ANALYZE) over a year of mostly closed cases, SQLite must still read the due
+    cases through ix_event_state_reported, not the deadline index (which holds every past case)."""
+    from sqlalchemy import text
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'plan.db'}")
+    migrate(engine)
+    seed_regions(engine)
+    now = now_utc()
+    rows = []
+    for i in range(3000):
+        at = now - timedelta(hours=3 * i)
+        rows.append({"id": f"Y{i}", "grid_code": GRIDS[i % 3], "category": "environment", "level": 2,
+                     "urgent": False, "state": "dispatched" if i % 100 == 0 else "closed", "source": "grid_patrol",
+                     "occurred_at": at, "reported_at": at, "deadline_at": at + timedelta(days=1),
+                     "updated_at": now, "last_seq": 3})
+    with engine.begin() as conn:
+        conn.execute(insert(E), rows)
+        conn.execute(text("ANALYZE"))
+    query = esc.due_query(now, 1000, "sqlite")
+    sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as conn:
+        plan = " | ".join(r[3] for r in conn.execute(text("EXPLAIN QUERY PLAN " + sql)))
+        assert len(conn.execute(query).all()) == 29      # the newest open one is not due yet
+    engine.dispose()
+    assert "SEARCH event USING INDEX ix_event_state_reported" in plan, plan
+    assert "ix_event_deadline_grid" not in plan, plan
