@@ -44,7 +44,7 @@ def page(services, query: dict, lang: str):
 def register(app, services) -> None:
     from callbacks.router import PAGES
 
-    PAGES["/record"] = lambda svc, query, lang: page(services, query, lang)
+    PAGES["/record"] = page
 
     @app.callback(Output(ids.RECORD_FIELDS, "children"), Output(ids.RECORD_NOTE, "children"),
                   Input(ids.RECORD_REVEAL, "n_clicks"), State(ids.RECORD_REQUEST, "data"), prevent_initial_call=True)
