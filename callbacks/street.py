@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 PATH = "/street"
 CODE_RE = re.compile(r"^\d{6,24}$")
 STREET_WIDTH = 9  # a street's code; a wider scope gets the list of its streets
+# The panels and the grid colours follow the store at most this often (?tick=N ms changes it): each
+# tick costs a phone a round trip and a render, and a street's figures move slowly enough. New events
+# still reach the map as they come (live.js draws each delta at once).
+TICK_MS = 3000
 
 
 def checked(services, asked: str | None) -> str:
@@ -116,8 +120,11 @@ def street_page(services, query: dict, lang: str):
     from callbacks.wall import build_config
 
     cfg = build_config(services, scope, lang, {k: v for k, v in query.items() if k in ("crs", "measure", "tick")})
-    cfg["ticker"] = []  # the page has no ticker: the newest events' texts need not travel
+    # the page has no ticker, no layer control and no asset overlays: what only those read need not travel
+    cfg.update(ticker=[], asset_layers={}, overlays={}, shown=[], rotation=[])
     cfg["page"] = "street"
+    if "tick" not in query:
+        cfg["tick_ms"] = TICK_MS
     try:
         first, stamp = panel_parts(services, scope, lang)
     except Exception:
