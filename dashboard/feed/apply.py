@@ -402,6 +402,19 @@ class _Batch:
                                         subcategory=ev["subcategory"], source=ev["source"],
                                         grid_code=ev["grid_code"], exclude=exclude)
 
+    def _returned_by(self, ev: dict) -> tuple[str, ...]:
+        """The units that sent the case back (回退): routing passes them over. Rare, so read from
+        the steps (this batch's and the stored ones) only for a case that was returned."""
+        if not ev["returns"]:
+            return ()
+        out = [json.loads(r["payload"]).get("unit") for r in self.steps
+               if r["event_id"] == ev["id"] and r["step"] == "returned" and r["payload"]]
+        if ev["id"] not in self.new_events:
+            out += [json.loads(p).get("unit") for p in self.conn.execute(
+                select(event_step.c.payload).where(event_step.c.event_id == ev["id"],
+                                                   event_step.c.step == "returned")).scalars() if p]
+        return tuple(dict.fromkeys(u for u in out if u))
+
     def _check_unit(self, ev: dict, unit: str, level: int) -> str | None:
         register = self.ctx.register(self.conn)
         if register is None:
@@ -464,7 +477,7 @@ class _Batch:
                 ev["registered_at"] = at
         elif s == "dispatched":
             ev["dispatched_at"] = ev["dispatched_at"] or at
-            ev["unit_code"] = unit or self._route(ev, new.level) or ev["unit_code"]
+            ev["unit_code"] = unit or self._route(ev, new.level, self._returned_by(ev)) or ev["unit_code"]
             payload["unit"] = ev["unit_code"]
         elif s == "escalated":
             if "deadline_at" not in payload:  # the new tier gets the kind's allowance afresh

@@ -18,14 +18,16 @@ leaves out.
 """
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from ..cases import taxonomy as _taxonomy
-from ..cases.workcalendar import WorkCalendar, load_holidays, DEFAULT_HOLIDAYS_PATH, DEFAULT_WORK_HOURS
+from ..cases.workcalendar import (DEFAULT_HOLIDAYS_PATH, DEFAULT_WORK_HOURS, FIRST_YEAR, LAST_YEAR, WorkCalendar,
+                                  load_holidays)
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +47,99 @@ class Deadline:
     provisional: bool
 
 
+_EPOCH_ORD = date(1970, 1, 1).toordinal()
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class FastClock:
+    """The working calendar's clock (``WorkCalendar.working_clock`` and its inverse) for the
+    consumer's hot path: the same values, from per-day and per-hour caches instead of datetime
+    arithmetic in the jurisdiction's zone (test_cases111 checks the two agree)."""
+
+    def __init__(self, cal: WorkCalendar):
+        self.cal = cal
+        self.periods = cal._periods
+        self._off: dict[int, int] = {}                   # UTC hour -> the zone's offset (s)
+        self._days: dict[int, tuple] = {}                # local day number -> (base, working, year)
+
+    def offset(self, ts: float) -> int:
+        h = int(ts // 3600)
+        off = self._off.get(h)
+        if off is None:
+            off = self._off[h] = int(datetime.fromtimestamp(h * 3600, UTC).astimezone(self.cal.tz)
+                                     .utcoffset().total_seconds())
+        return off
+
+    def _day(self, dayn: int) -> tuple:
+        info = self._days.get(dayn)
+        if info is None:
+            d = date.fromordinal(_EPOCH_ORD + dayn)
+            info = self._days[dayn] = (self.cal._day_start(d), self.cal.day(d).working, d.year)
+        return info
+
+    def year(self, at: datetime) -> int:
+        ts = at.timestamp()
+        return self._day(int((ts + self.offset(ts)) // 86400))[2]
+
+    def value(self, at: datetime) -> float:
+        return self.value_year(at)[0]
+
+    def value_year(self, at: datetime) -> tuple[float, int]:
+        """The working clock at ``at`` and ``at``'s local year."""
+        ts = at.timestamp()
+        loc = ts + self.offset(ts)
+        dayn = int(loc // 86400)
+        base, working, year = self._day(dayn)
+        if not working:
+            return base, year
+        s = loc - dayn * 86400
+        inside = 0.0
+        for a, b in self.periods:
+            if s <= a:
+                break
+            inside += min(s, b) - a
+        return base + inside, year
+
+    def instant(self, value: float, year: int) -> datetime:
+        return self.instant_year(value, year)[0]
+
+    def instant_year(self, value: float, year: int) -> tuple[datetime, int]:
+        """The earliest instant the working clock reaches ``value``, and its local year (the
+        search starts at ``year``)."""
+        cal = self.cal
+        cum = cal._cum.get(year) or cal._year_cum(year)
+        if not cum[0] < value <= cum[-1]:  # rarely: the deadline is in another year
+            while year > FIRST_YEAR and cal._year_cum(year)[0] >= value:
+                year -= 1
+            while cal._year_cum(year)[-1] < value:
+                year += 1
+                if year > LAST_YEAR:
+                    raise ValueError("the deadline falls after the last supported year")
+            cum = cal._year_cum(year)
+        i = bisect.bisect_left(cum, value, 1) - 1
+        rest = value - cum[i]
+        s = 0.0
+        for a, b in self.periods:
+            if rest <= b - a:
+                s = a + rest
+                break
+            rest -= b - a
+        days = date(year, 1, 1).toordinal() + i - _EPOCH_ORD
+        wall = days * 86400 + s   # local wall-clock seconds
+        off = self.offset(wall - self.offset(wall))
+        # whole days and seconds apart, as the calendar's date + timedelta (the same microsecond)
+        return _EPOCH + timedelta(days=days, seconds=s - off), year
+
+
 class CaseContext:
     """The calendar, taxonomy and settings the consumer applies cases with (one per consumer)."""
 
     def __init__(self, calendar: WorkCalendar | None = None, *, due_soon_share: float = 0.2,
                  duplicate_radius_m: float = 50.0, duplicate_window_h: float = 24.0):
         self.cal = calendar or WorkCalendar("Asia/Shanghai", DEFAULT_WORK_HOURS, load_holidays(DEFAULT_HOLIDAYS_PATH))
+        self.fast = FastClock(self.cal)
+        # the calendar's prefix sums are built from 2000 on first use: at start, not in a batch
+        self.fast.value_year(datetime.now(UTC))
         self.tax = _taxonomy.load()
         self.share = due_soon_share
         self.duplicates = DuplicateIndex(duplicate_radius_m, duplicate_window_h)
@@ -69,18 +158,20 @@ class CaseContext:
         return basis is not None and basis != "natural_hours"
 
     def value(self, working: bool, at: datetime) -> float:
-        return self.cal.working_clock(at) if working else at.timestamp()
+        return self.fast.value(at) if working else at.timestamp()
 
     def instant(self, working: bool, value: float, near: datetime) -> datetime:
         """The earliest instant the clock reaches ``value`` (searched from ``near``'s year)."""
         if working:
             # the calendar's inverse of working_clock: a bisect over per-day prefix sums
-            at = self.cal._from_working_clock(value, self.cal.local(near).year)
-            return at.astimezone(UTC)
+            return self.fast.instant(value, self.fast.year(near))
         return datetime.fromtimestamp(value, UTC)
 
     def _provisional(self, working: bool, a: datetime, b: datetime) -> bool:
-        return working and bool(self.cal._years_between(a, b))
+        if not working:
+            return False
+        y0, y1 = self.fast.year(min(a, b)), self.fast.year(max(a, b))
+        return any(not self.cal.knows_year(y) for y in range(y0, y1 + 1))
 
     def rule(self, category: str, subcategory: str | None):
         return self.tax.rule(category, subcategory)
@@ -88,12 +179,20 @@ class CaseContext:
     def fresh(self, category: str, subcategory: str | None, start: datetime) -> Deadline:
         """The taxonomy's allowance from ``start`` (a report, an escalation to a new tier)."""
         dl = self.rule(category, subcategory).deadline
-        working = dl.working
         allowance = self.cal.allowance_seconds(dl)
-        v0 = self.value(working, start)
-        at = max(self.instant(working, v0 + allowance, start), start)
-        soon = max(self.instant(working, v0 + (1.0 - self.share) * allowance, start), start)
-        return Deadline(at, dl.kind, allowance, soon, self._provisional(working, start, at))
+        if not dl.working:
+            ts = start.timestamp()
+            return Deadline(datetime.fromtimestamp(ts + allowance, UTC), dl.kind, allowance,
+                            datetime.fromtimestamp(ts + (1.0 - self.share) * allowance, UTC), False)
+        fast = self.fast
+        v0, y0 = fast.value_year(start)
+        at, y1 = fast.instant_year(v0 + allowance, y0)
+        soon = fast.instant(v0 + (1.0 - self.share) * allowance, y0)
+        # from outside working hours the clock's value there is the last close: not before the start
+        at, soon = max(at, start), max(soon, start)
+        provisional = not (y0 == y1 and self.cal.knows_year(y0)) and \
+            any(not self.cal.knows_year(y) for y in range(y0, y1 + 1))
+        return Deadline(at, dl.kind, allowance, soon, provisional)
 
     def set_to(self, basis: str | None, start: datetime, deadline: datetime) -> Deadline:
         """A deadline set by a step (registered, dispatched, escalated with deadline_at): the

@@ -449,7 +449,10 @@ class Consumer:
 
     # --- the duplicate index: other consumers' reports ------------------------------------
     def _deltas_start(self) -> None:
-        """Follow grid:deltas from its end now: the store seeds the index with what came before."""
+        """Follow grid:deltas from its end now: the store seeds the index with what came before
+        (once: a loop that starts again goes on from where it was)."""
+        if self.cases.duplicates.deltas_from != "$":
+            return
         last = self.redis.xrevrange(DELTAS, "+", "-", count=1)
         self.cases.duplicates.deltas_from = _s(last[0][0]) if last else "0-0"
 

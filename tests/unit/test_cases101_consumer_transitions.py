@@ -39,7 +39,8 @@ EXT_DEADLINE = None  # set per run: later than any case's deadline
 
 @pytest.fixture
 def svc(stack, make_services):
-    services = make_services(*stack)
+    # no automatic escalation sweep (C2's, in the consumer's loop): these cases' deadlines may pass
+    services = make_services(*stack, escalation_sweep_s=0)
     F.seed_regions(services.engine)
     return services
 
