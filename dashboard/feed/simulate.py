@@ -350,6 +350,7 @@ class Generator:
         self.speed = float(speed)
         self.ping_s = ping_s
         self.expect_sweep = expect_sweep  # an escalation sweep runs beside us: see _breach
+        self.intake_closed = False
         self.vehicle_ping_s = vehicle_ping_s
         self.tag = run_tag(seed, start)
         self.now = start.astimezone(self.tz)
@@ -456,6 +457,8 @@ class Generator:
         return out
 
     def _do_walk(self, i: int, out: list) -> None:
+        if self.intake_closed:
+            return
         w = self.walkers[i]
         hour = local_hour(self.now, self.tz)
         if not on_shift(w.shift, hour):
@@ -467,6 +470,8 @@ class Generator:
         self._schedule(self.now + timedelta(seconds=self._next_ping(w, self.ping_s)), "walk", i)
 
     def _do_drive(self, i: int, out: list) -> None:
+        if self.intake_closed:
+            return
         v = self.vehicles[i]
         pos = v.step(self.vehicle_ping_s)
         out.append(self._msg("position", {"kind": "vehicle", "id": v.actor_id}, location=pos, source="system"))
@@ -479,6 +484,8 @@ class Generator:
         return self.rng.uniform(0.1, 1.0) * interval
 
     def _do_checkin(self, i: int, out: list) -> None:
+        if self.intake_closed:
+            return
         w = self.walkers[i]
         nxt = self.now + self._sim(minutes=self.rng.uniform(*CHECKIN_MIN))
         if not on_shift(w.shift, local_hour(self.now, self.tz)):
@@ -587,7 +594,14 @@ class Generator:
     def _schedule_arrival(self) -> None:
         self._schedule(self.now + timedelta(seconds=self.rng.expovariate(self.rate)), "arrival", None)
 
+    def close_intake(self) -> None:
+        """No new reports, rounds or walks from now on; cases and hazards in hand go on to their end
+        (a backfilled window that must not leave cases open for ever)."""
+        self.intake_closed = True
+
     def _do_arrival(self, _payload, out: list) -> None:
+        if self.intake_closed:
+            return
         # Thinning: candidates at the peak rate, each kept with the hour's share of it.
         if self.rng.random() < rhythm(local_hour(self.now, self.tz)):
             out.append(self._report())

@@ -30,7 +30,7 @@ def _counts(engine):
 def test_seed010_history_fills_the_trend_through_the_feed_once(stack, make_services):
     svc = make_services(*stack, sim_rate=0.005)
     upsert_small_district(svc.engine)
-    stats = backfill(svc, 7, now=NOW)
+    stats = backfill(svc, 7, now=NOW, year_ago_days=0)  # the stream's part (cases410: the year ago)
     assert stats["published"] > 0 and stats["dead_letters"] == 0
     assert svc.redis.xlen(DEAD_LETTER) == 0
     group = next(g for g in svc.redis.xinfo_groups(STREAM) if g["name"] in (GROUP, GROUP.encode()))
@@ -47,7 +47,7 @@ def test_seed010_history_fills_the_trend_through_the_feed_once(stack, make_servi
     assert 0 < c["open"] < c["events"]  # old cases closed, the newest still in hand
 
     # A second run over the same window is the same messages: the ledger applies none twice.
-    again = backfill(svc, 7, now=NOW)
+    again = backfill(svc, 7, now=NOW, year_ago_days=0)
     assert again["published"] == stats["published"]
     assert _counts(svc.engine) == c
 
@@ -63,7 +63,7 @@ def test_seed011_no_history_days_means_nothing_is_fed(stack, make_services):
 def test_seed012_history_cases_carry_real_times_not_the_seed_time(stack, make_services):
     svc = make_services(*stack, sim_rate=0.005)
     upsert_small_district(svc.engine)
-    backfill(svc, 3, now=NOW)
+    backfill(svc, 3, now=NOW, year_ago_days=0)
     with svc.engine.connect() as conn:
         lo, hi = conn.execute(select(func.min(event.c.reported_at), func.max(event.c.reported_at))).one()
     lo = lo if lo.tzinfo else lo.replace(tzinfo=timezone.utc)
@@ -109,7 +109,7 @@ def test_seed014_acknowledged_history_is_trimmed_from_the_stream(stack, make_ser
     monkeypatch.setattr(history, "KEEP_IN_STREAM", 1000)
     svc = make_services(*stack, sim_rate=0.005)
     upsert_small_district(svc.engine)
-    stats = backfill(svc, 3, now=NOW)
+    stats = backfill(svc, 3, now=NOW, year_ago_days=0)
     assert stats["published"] > 3000
     assert svc.redis.xlen(STREAM) <= 1000  # the store holds it all; the stream only carried it
     assert _counts(svc.engine)["ledger"] == stats["published"]
