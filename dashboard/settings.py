@@ -95,8 +95,9 @@ SETTINGS: tuple[Setting, ...] = (
             "the same way", float),
     Setting("SECRET_KEY", "", "Key signing the web sessions; empty means one generated once into "
             "VAR_DIR/secret_key, shared by every web worker, in demo mode only: outside it start-up refuses"),
-    Setting("ACCESS_REQUIRED", False, "Pages and data need a signed-in user or a wall token (sign-in at "
-            "/signin); off until every callback and API checks scope (issue 18)", _bool),
+    Setting("ACCESS_REQUIRED", True, "Pages and data need a signed-in user or a wall token (sign-in at "
+            "/signin), each served its own scope or narrower; false opens every page to anyone who reaches "
+            "the port (a closed network's demo only)", _bool),
     Setting("ACCESS_IDLE_MINUTES", 30, "A session unused this long is signed out", int),
     Setting("ACCESS_MAX_FAILURES", 5, "Wrong passwords in a row that lock an account", int),
     Setting("ACCESS_LOCK_MINUTES", 15, "How long a locked account stays locked", int),
@@ -158,7 +159,7 @@ class Settings:
     push_buffer_kb: int = 512
     push_stall_s: float = 20.0
     secret_key: str = ""
-    access_required: bool = False
+    access_required: bool = True
     access_idle_minutes: int = 30
     access_max_failures: int = 5
     access_lock_minutes: int = 15

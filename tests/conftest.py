@@ -118,3 +118,24 @@ def make_services(tmp_path):
     yield _make
     for svc in opened:
         svc.close()
+
+
+# --- signed-in clients (ACCESS_REQUIRED is on by default: issue 18) --------------------------------
+def signed_in_client(server, engine, username: str = "tester", role: str = "administrator", scope: str = ""):
+    """A Flask test client of ``server`` signed in through the real /signin form (CSRF token and all) as
+    ``username`` (made with that role and scope unless it exists). An administrator sees every scope,
+    as the anonymous viewer did before sign-in was required: the tests that load pages and APIs keep
+    testing what they did; what each role may see is tests/unit/test_access1NN_*."""
+    from tests.integration.wallkit import TEST_PASSWORD, ensure_user
+    from tests.unit import access_support as A
+
+    ensure_user(engine, username, TEST_PASSWORD, role, scope)
+    client = server.test_client()
+    resp = A.sign_in(client, username, TEST_PASSWORD)
+    assert resp.status_code == 302, A.message(resp)
+    return client
+
+
+@pytest.fixture
+def signed_in():
+    return signed_in_client

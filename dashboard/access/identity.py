@@ -9,12 +9,10 @@ valid (user enabled and password unchanged, or wall token not revoked); otherwis
 ``identify_token(services, token)`` is the wall's ``?token=``; ``identify_asgi(services, scope)``
 tries the cookie, then ``?token=``.
 
-For the push (next step, not wired here): call ``identify_asgi`` when a page opens; with
-``ACCESS_REQUIRED`` and None, answer 401; then ``effective_scope(principal, requested, exists)``
-(``dashboard.access.scope``) decides the scope the page is subscribed to, and a ScopeRefused is
-answered 403 and written with ``audit.scope_refused``. These calls read the database: run them in a
-thread (``asyncio.to_thread``), not on the event loop. To end a revoked wall's channel, re-check its
-principal every few seconds (``load_principal``) and drop the page when it comes back None.
+The push (``dashboard.push.guard``) calls ``identify_asgi`` in a thread when a page opens (with
+``ACCESS_REQUIRED`` and None: 401), then ``effective_scope`` decides the page's scope (a
+ScopeRefused: 403 and ``audit.scope_refused``); every second ``still_valid`` re-checks all open
+pages' principals in two queries, and the pages of one no longer valid are ended.
 """
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ def test_brief030_choose_week_and_scope_preview_and_download_everything(stack, m
     driver = chrome(1600, 1000)
     try:
         driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(dl)})
-        with AppServer(create_app(services.settings, services)) as srv:
+        with AppServer(create_app(services.settings, services), sign_in=True) as srv:  # an administrator
             driver.get(f"{srv.url}/briefing")
             # the first view: the district, last week (the fixture's data is older: it says so)
             wait_for(driver, "document.querySelector('.bf-downloads')", timeout=180)

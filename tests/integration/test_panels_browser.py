@@ -72,7 +72,9 @@ def test_kpi030_panels_render_and_follow_live_ticks(engine, make_services, tmp_p
         make_event(2, GRID_A, now - timedelta(seconds=10), category="petition", level=1),
         make_event(3, GRID_B, now - timedelta(seconds=10)),  # another street: never shown
     ]))
-    services = make_services(engine.url.render_as_string(hide_password=False), "")
+    # the panels' own page is a bare Dash app without the sign-in (access off): what each role may see
+    # is tests/unit/test_access101_scope.py, and kpi031 below serves the whole app signed in
+    services = make_services(engine.url.render_as_string(hide_password=False), "", access_required=False)
     driver = chrome(*size)
     try:
         with AppServer(panels_app(services)) as srv:
@@ -193,7 +195,7 @@ def test_kpi031_the_wall_page_loads_no_plotly(stack, make_services):
     sc.insert_events(svc.engine, rows, 120, open_share=0.8)
     driver = chrome(1920, 1080)
     try:
-        with AppServer(create_app(svc.settings, svc)) as srv:
+        with AppServer(create_app(svc.settings, svc), sign_in=True) as srv:  # an administrator
             driver.get(f"{srv.url}/wall")
             wait_for(driver, "document.querySelectorAll('#wall-left .ch-bar-row').length >= 10"
                              " && document.querySelectorAll('#wall-right .pn-table tr').length > 1", 30)

@@ -62,7 +62,7 @@ def city(stack, make_services):
 @pytest.fixture
 def server(city):
     app = create_app(city.svc.settings, city.svc)
-    with AppServer(app) as srv:
+    with AppServer(app, sign_in=True) as srv:  # an administrator
         yield srv
 
 
@@ -357,7 +357,7 @@ def test_wall013_scoped_wall_shows_nothing_outside_its_scope(city, server, brows
 def gcj_server(stack, make_services):
     svc = make_services(*stack, tile_crs="gcj02")
     c = build_city(svc)
-    with AppServer(create_app(svc.settings, svc)) as srv:
+    with AppServer(create_app(svc.settings, svc), sign_in=True) as srv:  # an administrator
         yield c, srv
 
 
@@ -581,7 +581,7 @@ def test_wall019_page_recovers_after_redis_restarts(database_url, make_services,
         city = build_city(svc)
         grid = next(r for r in city.rows if r.level == "grid" and r.code.startswith(STREET))
         c = grid.geom.representative_point()
-        with AppServer(create_app(svc.settings, svc)) as srv:
+        with AppServer(create_app(svc.settings, svc), sign_in=True) as srv:  # an administrator
             d = browser()
             open_wall(d, srv.url + "/wall")
             wait_for(d, "document.querySelector('#feed-status.feed-ok')", 10)

@@ -5,6 +5,7 @@ import json
 import socket
 import threading
 import time
+import weakref
 
 CHROME_ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
@@ -66,9 +67,18 @@ def sign_in_driver(driver, base_url: str, cookie: str) -> None:
                                                  "httpOnly": True, "sameSite": "Lax"})
 
 
+DRIVERS: "weakref.WeakSet" = weakref.WeakSet()  # browsers chrome() made: a server started after one signs it in too
+
+
 def _signed_in(base_url: str, engine) -> None:
     ensure_user(engine)
-    SIGNED_IN.append((base_url, session_cookie(base_url)))
+    cookie = session_cookie(base_url)
+    SIGNED_IN.append((base_url, cookie))
+    for driver in list(DRIVERS):
+        try:
+            sign_in_driver(driver, base_url, cookie)
+        except Exception:  # noqa: BLE001 - a browser already quit
+            DRIVERS.discard(driver)
 
 
 def _signed_out(base_url: str) -> None:
@@ -79,16 +89,15 @@ class AppServer:
     """create_app(...) served as in production, by uvicorn through the ASGI front (dashboard.web.asgi:
     the live push on the event loop, the rest through the WSGI thread pool), on a daemon thread.
     A bare Dash app (no ``services``: the benches' floors) is served through the same thread pool.
-    ``sign_in`` (default: when the app requires access): a test administrator signs in once the
-    server is up, and browsers made by chrome() from then on carry its session."""
+    ``sign_in``: a test administrator signs in once the server is up, and the browsers chrome()
+    made or makes carry its session (the wall's tests, which load pages as every scope's viewer)."""
 
-    def __init__(self, app, port: int | None = None, nodelay: bool = True, sign_in: bool | None = None):
+    def __init__(self, app, port: int | None = None, nodelay: bool = True, sign_in: bool = False):
         self.port = port or free_port()
         self.asgi = asgi_for(app)
         self.server = UvicornThread(self.asgi, self.port)  # asyncio sets TCP_NODELAY on every connection
-        services = getattr(app, "services", None)
-        self.services = services
-        self.sign_in = (services is not None and services.settings.access_required) if sign_in is None else sign_in
+        self.services = getattr(app, "services", None)
+        self.sign_in = sign_in and self.services is not None
 
     @property
     def url(self) -> str:
@@ -160,6 +169,7 @@ def chrome(width: int = 1920, height: int = 1080, performance_log: bool = True):
         driver.set_window_size(width + (width - inner[0]), height + (height - inner[1]))
     if SIGNED_IN:  # cookies are per host, not per port: the server signed in to last
         sign_in_driver(driver, *SIGNED_IN[-1])
+    DRIVERS.add(driver)
     return driver
 
 

@@ -46,7 +46,8 @@ def test_access012_signing_in_lands_on_the_scope_and_audits_the_address(web):
     services, server = web
     client = server.test_client()
     resp = A.sign_in(client, "secretary", environ_base={"REMOTE_ADDR": "10.2.3.4"})
-    assert resp.status_code == 302 and resp.headers["Location"] == f"/wall?scope={F.STREET}"
+    # a street secretary's landing page is their street's view (/street, issue 18 item 3)
+    assert resp.status_code == 302 and resp.headers["Location"] == f"/street?scope={F.STREET}"
     me = client.get("/api/v1/me").get_json()
     assert me == {"name": "secretary", "kind": "user", "role": "street_secretary", "scope": F.STREET,
                   "effective_scope": F.STREET}

@@ -29,7 +29,9 @@ from . import feed_support as F
 
 @pytest.fixture
 def svc(stack, make_services):
-    services = make_services(*stack)
+    # the push's mechanics, with access off (on by default): who may open a page, for which scope,
+    # and the end of a revoked one are tests/unit/test_access110_push.py
+    services = make_services(*stack, access_required=False)
     F.seed_regions(services.engine)
     return services
 
@@ -88,11 +90,13 @@ class Page:
     """One live page over HTTP/1.1 (http.client reads the chunked body as it comes)."""
 
     def __init__(self, port: int, scope: str | None = None, since: str | None = None,
-                 last_event_id: str | None = None):
+                 last_event_id: str | None = None, token: str | None = None):
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         q = []
         if scope:
             q.append(f"scope={scope}")
+        if token:  # a wall display's token (ACCESS_REQUIRED on)
+            q.append(f"token={token}")
         if since:
             q.append(f"since={since}")
         headers = {"Accept": "text/event-stream"}
@@ -294,7 +298,7 @@ def test_feed057_the_wsgi_route_works_under_gunicorn_gthread(svc, tmp_path):
     root = Path(__file__).resolve().parents[2]
     port = free_port(9540)
     env = dict(os.environ, DATABASE_URL=svc.settings.database_url, REDIS_URL=svc.redis_url,
-               VAR_DIR=str(tmp_path / "var"), PYTHONPATH=str(root))
+               VAR_DIR=str(tmp_path / "var"), PYTHONPATH=str(root), ACCESS_REQUIRED="false")  # as svc
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "gthread", "--threads", "4", "-w", "1",
                              "-b", f"127.0.0.1:{port}", "tests.unit.feed_support:live_app()"],
                             cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -467,7 +471,7 @@ def test_push005_redis_away_is_told_to_pages_and_they_recover_without_reconnecti
 
     proc = start()
     try:
-        svc = make_services(database_url, f"redis://127.0.0.1:{port}/0")
+        svc = make_services(database_url, f"redis://127.0.0.1:{port}/0", access_required=False)  # as svc
         r = svc.redis
         first = r.xadd(DELTAS, {"d": json.dumps([{"k": "event", "op": "upsert", "g": F.GRIDS[0], "id": "first"}])})
         with serving(svc) as (_, sport):

@@ -13,6 +13,8 @@ import pytest
 
 from dashboard.page_scripts import trim
 
+from tests.conftest import signed_in_client  # ACCESS_REQUIRED is on: an administrator, as every scope was before
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -21,7 +23,7 @@ def test_wall030_page_trims_polyfill_table_and_dcc_and_loads_geojson_eagerly(sta
 
     services = make_services(*stack)
     app = create_app(services.settings, services)
-    html = app.server.test_client().get("/wall").get_data(as_text=True)
+    html = signed_in_client(app.server, services.engine).get("/wall").get_data(as_text=True)
     srcs = re.findall(r'<script([^>]*) src="([^"]+)"', html)
     polyfill = [attrs for attrs, src in srcs if "/deps/polyfill@" in src]
     assert polyfill == [" nomodule"]                       # old browsers only
@@ -81,7 +83,7 @@ def test_wall033_first_layout_holds_the_page_its_referrer_names(stack, make_serv
 
     services = make_services(*stack)
     F.seed_regions(services.engine)
-    client = create_app(services.settings, services).server.test_client()
+    client = signed_in_client(create_app(services.settings, services).server, services.engine)
     layout = _layout(client, "http://localhost/wall?lang=en")
     assert _find(layout, ids.ROUTED)["props"]["data"] == {"path": "/wall", "search": "?lang=en"}
     config = _find(layout, ids.WALL_CONFIG)["props"]["data"]
@@ -125,7 +127,7 @@ def _seeded_client(stack, make_services):
 
     services = make_services(*stack)
     F.seed_regions(services.engine)
-    return create_app(services.settings, services).server.test_client()
+    return signed_in_client(create_app(services.settings, services).server, services.engine)
 
 
 def test_wall036_no_page_uses_dcc(stack, make_services):
@@ -160,7 +162,7 @@ def test_wall038_assets_and_bundles_go_minified_at_brotli_11(stack, make_service
     from dashboard.app import create_app
 
     services = make_services(*stack)
-    client = create_app(services.settings, services).server.test_client()
+    client = signed_in_client(create_app(services.settings, services).server, services.engine)
     page = client.get("/wall").get_data(as_text=True)
     live = re.search(r'src="(/assets/live\.js\?m=[^"]+)"', page).group(1)
     source = (ROOT / "dashboard" / "assets" / "live.js").read_bytes()
@@ -250,7 +252,7 @@ def test_wall042_a_jurisdiction_loaded_as_one_part_gets_one_group(stack, make_se
     assert cfg["parts"] == [""] and cfg["groups"] == {"": [""]}
     from dashboard.app import create_app
 
-    layout = _layout(create_app(services.settings, services).server.test_client(), "http://localhost/wall")
+    layout = _layout(signed_in_client(create_app(services.settings, services).server, services.engine), "http://localhost/wall")
     assert _find(layout, f"{ids.MAP_EVENTS}-") is not None
 
 

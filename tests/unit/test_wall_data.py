@@ -15,6 +15,7 @@ from dashboard import kpi, wall_data
 from dashboard.app import create_app
 from dashboard.geo.coords import wgs84_to_gcj02
 from dashboard.store.schema import event, hazard, house, patrol, region, resident_summary
+from tests.conftest import signed_in_client
 
 STREET = "370202002"
 TZ = "Asia/Shanghai"
@@ -37,7 +38,8 @@ def city(stack, make_services):
     sc.insert_positions(svc.engine, rows, 15)
     sc.insert_assets(svc.engine, rows, 60)
     app = create_app(svc.settings, svc)
-    return svc, rows, events, hazards, app.server.test_client()
+    # ACCESS_REQUIRED is on: a signed-in administrator sees every scope, as the anonymous client did
+    return svc, rows, events, hazards, signed_in_client(app.server, svc.engine)
 
 
 def decode(col: dict) -> list[dict]:
@@ -190,7 +192,9 @@ def test_wall006_grid_measures_match_the_rows(city):
     for i, code in enumerate(grids):
         mine = [e for e in events if e["grid_code"] == code]
         assert m["open"][i] == sum(e["state"] not in open_states for e in mine)
-        assert m["overdue"][i] == sum(e["state"] not in open_states and e["deadline_at"] < now for e in mine)
+        # 超期: the clock running (a suspended case's is stopped) and the deadline passed
+        assert m["overdue"][i] == sum(e["state"] not in open_states and e["state"] != "suspended"
+                                      and e["deadline_at"] < now for e in mine)
         assert m["hazards"][i] == sum(h["grid_code"] == code for h in hazards)
         recent = sum(start <= e["reported_at"] < now + timedelta(days=1) for e in mine)
         if code == grids[1]:

@@ -33,6 +33,10 @@ class Served:
         engine = make_engine(f"sqlite:///{var / 'grid.db'}")  # the regions the feed's reports land in
         migrate(engine)
         F.seed_regions(engine)
+        # ACCESS_REQUIRED is on: the pages and the push are opened as a wall display of the district
+        from dashboard.access.users import add_token
+
+        _, self.token = add_token(engine, "web-test", F.DISTRICT, actor="test")
         engine.dispose()
         self.var = var
         self.port = free_port(9580)
@@ -84,9 +88,10 @@ def test_web001_python_m_dashboard_serves_through_uvicorn_with_the_embedded_pair
         assert resp.headers.get("server") == "uvicorn"  # never werkzeug's development server
         body = resp.json()
         assert body["redis"] == "ok" and body["database"] == "ok" and len(body["feed"]["consumers"]) == 1
-        wall = requests.get(srv.url + "/wall", timeout=30)
+        wall = requests.get(srv.url + f"/wall?token={srv.token}", timeout=30)  # signed in, sent on to its scope
         assert wall.status_code == 200 and wall.headers["server"] == "uvicorn" and "<html" in wall.text.lower()
-        page = Page(srv.port, scope=F.STREET)
+        assert requests.get(srv.url + "/wall", timeout=30, allow_redirects=False).status_code == 302  # to /signin
+        page = Page(srv.port, scope=F.STREET, token=srv.token)
         page.read_until(hello)
         r = srv.redis
         assert [c["name"] for c in r.client_list() if c.get("name") == CLIENT_NAME] == [CLIENT_NAME]
@@ -118,7 +123,7 @@ def test_web002_web_workers_2_share_one_port_one_consumer_and_the_push(tmp_path)
         while len([c for c in r.client_list() if c.get("name") == CLIENT_NAME]) != 2:
             assert time.monotonic() < end, "each worker should hold one push connection"
             time.sleep(0.2)
-        pages = [Page(srv.port, scope=F.STREET if i % 2 else F.OTHER_STREET) for i in range(8)]
+        pages = [Page(srv.port, scope=F.STREET if i % 2 else F.OTHER_STREET, token=srv.token) for i in range(8)]
         for p in pages:
             p.read_until(hello)
         assert len([c for c in r.client_list() if c.get("name") == CLIENT_NAME]) == 2  # still 2: none per page
@@ -182,7 +187,15 @@ def test_web004_the_demo_in_one_command_runs_the_simulator_through_uvicorn(tmp_p
             assert time.monotonic() < end, (var / "serve.log").read_text()[-3000:]
             time.sleep(0.5)
         assert resp.headers["server"] == "uvicorn"
-        page = Page(port, scope="370202")
+        # the README's way in: the demo's users, written once to var/demo-users.txt (mode 0600)
+        users = var / "demo-users.txt"
+        assert oct(users.stat().st_mode & 0o777) == "0o600"
+        lines = [line.split("\t") for line in users.read_text(encoding="utf-8").splitlines()]
+        assert [line[0] for line in lines] == ["administrator", "district_operator", "street_secretary",
+                                               "community_worker", "wall"]
+        token = lines[-1][2]
+        assert requests.get(url + "/wall", timeout=30, allow_redirects=False).status_code == 302  # to /signin
+        page = Page(port, scope="370202", token=token)
         page.read_until(hello)
         page.read_until(lambda ev: bool(page.deltas()), timeout=120)  # the simulator's feed, pushed
         assert all(d["g"].startswith("370202") for d in page.deltas())
