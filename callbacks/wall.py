@@ -166,7 +166,16 @@ def build_config(services, scope: str, lang: str, query: dict) -> dict:
         "groups": event_groups(parts, grids),
         "tick_ms": tick_ms(query), "cluster": CLUSTER, "asset_layers": asset_templates(),
         "symbols": SYMBOL_COLOURS,
+        "calendar_unknown": calendar_unknown(services),  # C3: the header's holiday-calendar warning
     }
+
+
+def calendar_unknown(services) -> list[int]:  # C3
+    """Years within the next 60 days no holiday calendar knows (what /healthz warns of)."""
+    from datetime import datetime, timezone
+
+    from dashboard.cases.workcalendar import calendar_for
+    return calendar_for(services).unknown_years_ahead(datetime.now(timezone.utc))
 
 
 def panel_components(lang: str) -> dict:

@@ -230,3 +230,21 @@ TEXT.update({
     "street_error": ("数据暂时无法读取", "The figures cannot be read just now"),
     "street_not_a_street": ("街道视图需要街道或社区范围：{scope}", "The street view needs a street or community scope: {scope}"),
 })
+
+# --- C3: the case engine's deadlines on the wall (layouts/wall.py, layouts/panels.py, layouts/map.py) ---
+TEXT.update({
+    "kpi_due_soon": ("即将到期", "Due soon"),
+    "kpi_deadline_engine": ("期限按事件小类的办理时限计(工作时间/工作日,紧急类按自然小时);挂账期间不计超期",
+                            "Deadlines per sub-category (working hours or days; urgent kinds in natural hours); "
+                            "suspended cases are never overdue"),
+    "kpi_on_time_engine": ("按期结案率 = 按期结案数 / 应结案数(期限在期内或期内结案)",
+                           "On-time closure = closed on time / due (deadline or closure in the period)"),
+    "map_legend_overdue_engine": ("超期(按办理时限)", "Overdue (case deadline)"),
+    "wall_calendar_unknown": ("{years}年节假日未发布·期限暂定", "No {years} holiday schedule · deadlines provisional"),
+    "wall_calendar_unknown_note": (
+        "未来60天内的{years}年尚无国务院节假日安排(chinesecalendar 与 data/holidays.yaml 均未收录):"
+        "涉及该年的期限按周一至周五计算并标为暂定。请在节假日文件中补充该年安排。",
+        "The next 60 days reach {years}, for which neither chinesecalendar nor data/holidays.yaml has the "
+        "State Council's holiday schedule: deadlines there are counted on weekdays and marked provisional. "
+        "Fill the year in the holidays file."),
+})

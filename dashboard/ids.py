@@ -85,3 +85,6 @@ STREET_RANKING = "street-ranking"        # Elements: the units one level below, 
 STREET_EVENTS = "street-events"          # Elements: overdue, urgent and due-soon open events
 STREET_HAZARDS = "street-hazards"        # Elements: hazards past their rectification deadline
 STREET_PANELS = (STREET_UNIT, STREET_FIGURES, STREET_RANKING, STREET_EVENTS, STREET_HAZARDS)
+
+# --- C3: the wall's header warns of a holiday year the calendar does not know (layouts/wall.py) ---
+WALL_CALENDAR = "wall-calendar"

@@ -27,7 +27,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, case, func, literal_column, or_, select
 from sqlalchemy.engine import Connection, Engine
 
-from .domain import CATEGORIES, CODE_WIDTH, EVENT_LEVELS, OPEN_STATES, SOURCES
+from .cases import rates as standard
+from .domain import CATEGORIES, CODE_WIDTH, EVENT_LEVELS, HAZARD_OPEN_STATES, OPEN_STATES, SOURCES
 from .store.schema import (
     KEY_POPULATION_COLUMNS, event, hazard, house, patrol, position, region, resident_summary, staff,
 )
@@ -39,7 +40,7 @@ ONLINE_WINDOW = timedelta(minutes=15)
 SANLING_DAYS = 30
 # Events per 1,000 residents on the map: events reported over this many local days.
 PER_1000_DAYS = 30
-SATISFIED_MIN = 4  # satisfaction 1..5; 4 and 5 count as satisfied
+SATISFIED_MIN = standard.SATISFIED_MIN  # satisfaction 1..5; 4 and 5 count as satisfied
 
 _WIDTHS = sorted(CODE_WIDTH.values())  # 6, 9, 12, 15, 18
 _LEVEL_OF_WIDTH = {w: lv for lv, w in CODE_WIDTH.items()}
@@ -136,6 +137,26 @@ def _in_period(column, start: datetime, end: datetime):
 
 
 _OPEN = event.c.state.in_(OPEN_STATES)
+# 挂账 stops a case's clock: a suspended case is open (a unit holds it) but neither overdue nor due soon
+_CLOCK_RUNS = event.c.state != "suspended"
+
+
+def _overdue(now: datetime):
+    """超期 now: the clock runs and the case engine's deadline has passed (no deadline: never)."""
+    return and_(_CLOCK_RUNS, event.c.deadline_at < now)
+
+
+def _due_soon(now: datetime):
+    """即将到期 now: past the due-soon mark the consumer sets (the last DUE_SOON_SHARE of the
+    allowance), deadline still ahead."""
+    return and_(_CLOCK_RUNS, event.c.due_soon_at <= now, event.c.deadline_at > now)
+
+
+# Hazards under rectification. TRANSITIONAL (C1's consumer switch): "open" is the old consumer's
+# state for a hazard not yet rectified; migration 0005 renamed existing rows, the consumer still
+# writes it until C1 commits the hazard cycle. Remove "open" then.
+HAZARD_OPEN = tuple(HAZARD_OPEN_STATES) + ("open",)
+_HAZARD_IS_OPEN = hazard.c.state.in_(HAZARD_OPEN)
 
 
 # --- events: flow over a period and the open stock now ----------------------
@@ -152,81 +173,44 @@ def flow_counts(bind, scope: str | None, start: datetime, end: datetime) -> dict
     return {"reported": int(reported), "registered": int(registered), "closed": int(closed)}
 
 
-def open_grid_stats(bind, scope: str | None, now: datetime) -> list[tuple[str, int, int, int]]:
-    """(grid_code, level, open, overdue) for open events now: one scan of the open
+def open_grid_stats(bind, scope: str | None, now: datetime) -> list[tuple[str, int, int, int, int]]:
+    """(grid_code, level, open, overdue, due_soon) for open events now: one scan of the open
     events that open_counts, ranking and grid_measures can all fold (grouped rows:
-    at most grids × 3)."""
+    at most grids × 3). Overdue and due soon follow the case engine's deadlines (``_overdue``,
+    ``_due_soon``); a suspended case counts as open only."""
     now = _aware(now)
     unit = _prefix(event.c.grid_code, CODE_WIDTH["grid"]).label("u")
-    stmt = (select(unit, event.c.level, func.count(), _count_if(event.c.deadline_at < now))
+    stmt = (select(unit, event.c.level, func.count(), _count_if(_overdue(now)), _count_if(_due_soon(now)))
             .where(_OPEN, in_scope(event.c.grid_code, scope)).group_by(unit, event.c.level))
     with _Bind(bind) as conn:
-        return [(u, int(lv), int(n), int(o)) for u, lv, n, o in conn.execute(stmt).all()]
+        return [(u, int(lv), int(n), int(o), int(d)) for u, lv, n, o, d in conn.execute(stmt).all()]
 
 
 def open_counts(bind, scope: str | None, now: datetime, stats: list | None = None) -> dict:
-    """Open events now, overdue ones (deadline passed), and open by level."""
+    """Open events now, overdue ones (deadline passed), due soon (即将到期), and open by level."""
     if stats is None:
         stats = open_grid_stats(bind, scope, now)
     by_level = {str(k): 0 for k in EVENT_LEVELS}
-    for _, lv, n, _ in stats:
+    for _, lv, n, *_ in stats:
         by_level[str(lv)] = by_level.get(str(lv), 0) + n
-    return {"open": sum(r[2] for r in stats), "overdue": sum(r[3] for r in stats), "open_by_level": by_level}
+    return {"open": sum(r[2] for r in stats), "overdue": sum(r[3] for r in stats),
+            "due_soon": sum(r[4] for r in stats), "open_by_level": by_level}
 
 
 def _fold(stats: list, width: int) -> dict[str, tuple[int, int]]:
     out: dict[str, list[int]] = {}
-    for g, _, n, o in stats:
+    for g, _, n, o, *_ in stats:
         acc = out.setdefault(g[:width], [0, 0])
         acc[0] += n
         acc[1] += o
     return {k: (v[0], v[1]) for k, v in out.items()}
 
 
-def rates(bind, scope: str | None, start: datetime, end: datetime) -> dict:
-    """The five rates over [start, end); each as {"num", "den", "rate"} (rate None when den is 0).
-
-    response_rate   events reported in the period that were responded to before its end
-    closure_rate    events reported in the period that were closed before its end
-    on_time_rate    events closed in the period with closed_at <= deadline_at (no deadline: on time)
-    rework_rate     events closed in the period that had been reopened at least once
-    satisfaction_rate  events closed in the period and evaluated with satisfaction >= 4,
-                    over those closed in the period and evaluated
-    """
-    scoped = in_scope(event.c.grid_code, scope)
-    by_report = select(*_by_report_counts(end)).where(scoped, _in_period(event.c.reported_at, start, end))
-    by_close = select(*_by_close_counts()).where(scoped, _in_period(event.c.closed_at, start, end))
-    with _Bind(bind) as conn:
-        return _rates_of(conn.execute(by_report).one(), conn.execute(by_close).one())
-
-
-# The five rates' counts, written once for ``rates`` and ``rates_by_unit`` (same definitions).
-def _by_report_counts(end: datetime) -> tuple:
-    """Of the events reported in a period: reported, responded and closed before its end."""
-    return (func.count(),
-            _count_if(and_(event.c.responded_at.is_not(None), event.c.responded_at < end)),
-            _count_if(and_(event.c.closed_at.is_not(None), event.c.closed_at < end)))
-
-
-def _by_close_counts() -> tuple:
-    """Of the events closed in a period: closed, on time, reworked, evaluated, satisfied."""
-    return (func.count(),
-            _count_if(or_(event.c.deadline_at.is_(None), event.c.closed_at <= event.c.deadline_at)),
-            _count_if(event.c.reopened > 0),
-            _count_if(event.c.satisfaction.is_not(None)),
-            _count_if(event.c.satisfaction >= SATISFIED_MIN))
-
-
-def _rates_of(by_report, by_close) -> dict:
-    reported, responded, closed_of_reported = by_report
-    closed, on_time, reworked, evaluated, satisfied = by_close
-    return {
-        "response_rate": _rate(responded, reported),
-        "closure_rate": _rate(closed_of_reported, reported),
-        "on_time_rate": _rate(on_time, closed),
-        "rework_rate": _rate(reworked, closed),
-        "satisfaction_rate": _rate(satisfied, evaluated),
-    }
+def rates(bind, scope: str | None, start: datetime, end: datetime, now: datetime | None = None) -> dict:
+    """The standard rates over [start, end) (``dashboard.cases.rates.standard_rates``: the one
+    definition of each, docs/kpi.md "The standard rates"); each as {"num", "den", "rate"} (rate
+    None when den is 0). ``now`` (default: the clock) bounds the overdue rate only."""
+    return standard.standard_rates(bind, scope, start, end, now=now)
 
 
 _BREAKDOWN = {"level": event.c.level, "category": event.c.category, "source": event.c.source}
@@ -286,18 +270,14 @@ def _units(conn, scope: str | None, width: int) -> list[dict]:
 
 
 def ranking_closed(bind, scope: str | None, start: datetime, end: datetime) -> dict:
-    """The slow-moving half of the ranking: units one level below the scope, and
-    per unit the events closed in [start, end) and how many on time."""
+    """The slow-moving half of the ranking: units one level below the scope, and per unit the
+    standard on-time closure rate (按期结案数 / 应结案数, ``rates.standard_rates``) of [start, end)."""
     width = child_width(scope)
-    unit = _prefix(event.c.grid_code, width).label("u")
-    closed_stmt = (select(unit, func.count(),
-                          _count_if(or_(event.c.deadline_at.is_(None), event.c.closed_at <= event.c.deadline_at)))
-                   .where(in_scope(event.c.grid_code, scope), _in_period(event.c.closed_at, start, end))
-                   .group_by(unit))
     with _Bind(bind) as conn:
         units = _units(conn, scope, width)
-        closed = {u: (int(n), int(t)) for u, n, t in conn.execute(closed_stmt).all()}
-    return {"width": width, "units": units, "closed": closed}
+        by_unit = standard.standard_rates(conn, scope, start, end, by=_LEVEL_OF_WIDTH[width])
+    on_time = {u: (r["on_time_rate"]["den"], r["on_time_rate"]["num"]) for u, r in by_unit.items()}
+    return {"width": width, "units": units, "on_time": on_time}
 
 
 def rank_units(closed_part: dict, stats: list) -> list[dict]:
@@ -305,10 +285,10 @@ def rank_units(closed_part: dict, stats: list) -> list[dict]:
     rows = []
     for u in closed_part["units"]:
         n_open, n_over = opened.get(u["code"], (0, 0))
-        n_closed, n_on_time = closed_part["closed"].get(u["code"], (0, 0))
+        n_due, n_on_time = closed_part["on_time"].get(u["code"], (0, 0))
         rows.append({"code": u["code"], "name": u["name"], "open": n_open, "overdue": n_over,
-                     "closed": n_closed, "on_time": n_on_time,
-                     "on_time_rate": (n_on_time / n_closed) if n_closed else None})
+                     "due": n_due, "on_time": n_on_time,
+                     "on_time_rate": (n_on_time / n_due) if n_due else None})
     rows.sort(key=lambda r: (-r["overdue"], -r["open"],
                              r["on_time_rate"] if r["on_time_rate"] is not None else 2.0, r["code"]))
     for i, r in enumerate(rows, 1):
@@ -318,8 +298,8 @@ def rank_units(closed_part: dict, stats: list) -> list[dict]:
 
 def ranking(bind, scope: str | None, now: datetime, start: datetime, end: datetime) -> list[dict]:
     """One row per unit one level below the scope (streets of a district, communities
-    of a street, grids of a community): open and overdue now, on-time closure rate
-    of events closed in [start, end). Sorted worst first: most overdue, then most
+    of a street, grids of a community): open and overdue now, the standard on-time closure
+    rate of [start, end) (``due`` 应结案数, ``on_time`` 按期结案数). Sorted worst first: most overdue, then most
     open, then lowest on-time rate, then code."""
     with _Bind(bind) as conn:
         return rank_units(ranking_closed(conn, scope, start, end), open_grid_stats(conn, scope, now))
@@ -384,7 +364,7 @@ def grid_measures(bind, scope: str | None, now: datetime, tz, stats: list | None
         rated = grid_per_1000(conn, scope, *days_bounds(now, tz, PER_1000_DAYS))
         opened = _fold(stats if stats is not None else open_grid_stats(conn, scope, now), CODE_WIDTH["grid"])
         hazards = dict(conn.execute(
-            select(hz_unit, func.count()).where(hazard.c.state == "open", in_scope(hazard.c.grid_code, scope))
+            select(hz_unit, func.count()).where(_HAZARD_IS_OPEN, in_scope(hazard.c.grid_code, scope))
             .group_by(hz_unit)).all())
         patrolled = patrolled_grids(conn, scope, *day_bounds(now, tz))
     out = {}
@@ -450,7 +430,7 @@ def hazard_counts(bind, scope: str | None, now: datetime, start: datetime, end: 
     with _Bind(bind) as conn:
         by_kind = conn.execute(
             select(hazard.c.kind, func.count(), _count_if(hazard.c.deadline_at < now))
-            .where(scoped, hazard.c.state == "open").group_by(hazard.c.kind)).all()
+            .where(scoped, _HAZARD_IS_OPEN).group_by(hazard.c.kind)).all()
         found, rectified = conn.execute(select(
             _count_if(_in_period(hazard.c.found_at, start, end)),
             _count_if(_in_period(hazard.c.rectified_at, start, end)),
@@ -514,24 +494,16 @@ def top_subcategories(bind, scope: str | None, start: datetime, end: datetime,
     return rows if limit is None else rows[:limit]
 
 
-def rates_by_unit(bind, scope: str | None, start: datetime, end: datetime) -> list[dict]:
-    """The five rates of ``rates`` over [start, end) for each unit one level below the scope, in
+def rates_by_unit(bind, scope: str | None, start: datetime, end: datetime, now: datetime | None = None) -> list[dict]:
+    """The standard rates of ``rates`` over [start, end) for each unit one level below the scope, in
     code order (units with no events listed, their rates None): [{"code", "name", "response_rate",
     ...}]. Numerators and denominators add up to the scope's ``rates``."""
     width = child_width(scope)
-    scoped = in_scope(event.c.grid_code, scope)
-    unit = _prefix(event.c.grid_code, width).label("u")
-    by_report = (select(unit, *_by_report_counts(end)).where(scoped, _in_period(event.c.reported_at, start, end))
-                 .group_by(unit))
-    by_close = (select(unit, *_by_close_counts()).where(scoped, _in_period(event.c.closed_at, start, end))
-                .group_by(unit))
     with _Bind(bind) as conn:
         units = _units(conn, scope, width)
-        reported = {r[0]: r[1:] for r in conn.execute(by_report).all()}
-        closed = {r[0]: r[1:] for r in conn.execute(by_close).all()}
-    return [{"code": u["code"], "name": u["name"],
-             **_rates_of(reported.get(u["code"], (0, 0, 0)), closed.get(u["code"], (0, 0, 0, 0, 0)))}
-            for u in units]
+        by_unit = standard.standard_rates(conn, scope, start, end, by=_LEVEL_OF_WIDTH[width], now=now)
+    empty = standard.rates_of({})
+    return [{"code": u["code"], "name": u["name"], **by_unit.get(u["code"], empty)} for u in units]
 
 
 def overdue_events(bind, scope: str | None, now: datetime, limit: int | None = None) -> dict:
@@ -540,7 +512,7 @@ def overdue_events(bind, scope: str | None, now: datetime, limit: int | None = N
     has its grid's name, ``overdue_hours`` and ``overtime`` (hours past the deadline over the hours
     allowed, the 超时倍数; None when the deadline was not after the report)."""
     now = _aware(now)
-    cond = and_(_OPEN, in_scope(event.c.grid_code, scope), event.c.deadline_at < now)
+    cond = and_(_OPEN, in_scope(event.c.grid_code, scope), _overdue(now))
     stmt = (select(event.c.id, event.c.grid_code, region.c.name.label("grid_name"), event.c.category,
                    event.c.subcategory, event.c.level, event.c.urgent, event.c.state, event.c.source,
                    event.c.reported_at, event.c.deadline_at, event.c.escalations)
@@ -642,7 +614,7 @@ def wall_figures(bind, scope: str | None, now: datetime, tz, slow: dict | None =
             "scope": scope, "now": now.astimezone(timezone.utc).isoformat(),
             "tz": str(getattr(zone(tz), "key", tz)), "day": local_date(now, tz).isoformat(),
             "today": {**flow, **open_counts(conn, scope, now, stats)},
-            "rates": rates(conn, scope, t0, t1),
+            "rates": rates(conn, scope, t0, t1, now),
             "by_level": events_by(conn, scope, t0, t1, "level"),
             "by_category": events_by(conn, scope, t0, t1, "category"),
             "by_source": events_by(conn, scope, t0, t1, "source"),

@@ -277,7 +277,8 @@ def event_detail(engine: Engine, event_id: str, scope: str | None) -> dict | Non
 def open_hazards(engine: Engine, scope: str | None, crs: str = "wgs84") -> dict:
     stmt = (select(hazard.c.id, hazard.c.lon, hazard.c.lat, hazard.c.grid_code, hazard.c.kind,
                    hazard.c.state, hazard.c.found_at, hazard.c.deadline_at)
-            .where(hazard.c.state == "open", in_scope(hazard.c.grid_code, scope), hazard.c.lon.is_not(None))
+            .where(hazard.c.state.in_(kpi.HAZARD_OPEN), in_scope(hazard.c.grid_code, scope),
+                   hazard.c.lon.is_not(None))
             .order_by(hazard.c.found_at))
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()

@@ -148,7 +148,7 @@ def legend(measure: str, breaks_by_measure: dict, lang: str) -> list:
     rows.append(html.Div(t("map_legend_level", lang), className="legend-title"))
     for lvl, colour in LEVEL_COLOURS.items():
         rows.append(_swatch("legend-dot", colour, f"L{lvl}"))
-    rows.append(_swatch("legend-dot legend-overdue", "#333", t("map_legend_overdue_natural", lang)))
+    rows.append(_swatch("legend-dot legend-overdue", "#333", t("map_legend_overdue_engine", lang)))
     rows.append(_swatch("legend-tri", HAZARD, t("map_legend_hazard", lang)))
     rows.append(_swatch("legend-dot", WORKER, t("map_legend_worker", lang)))
     rows.append(_swatch("legend-sq", VEHICLE, t("map_legend_vehicle", lang)))

@@ -85,20 +85,22 @@ def _panel(title: str, body, key: str, note: str | None = None) -> html.Section:
 # --- the three parts ---------------------------------------------------------------
 
 def header_figures(data: dict, lang: str = "zh") -> html.Div:
-    """Headline counters: reported/registered/closed today, open and overdue now,
-    response rate and on-time closure rate today."""
+    """Headline counters: reported/registered/closed today, open, overdue and due soon now
+    (the case engine's deadlines), response rate and on-time closure rate today."""
     today = data.get("today", {})
     overdue = int(today.get("overdue", 0))
+    due_soon = today.get("due_soon")
     return html.Div(className="pn-strip", children=[
         _tile(fmt_int(today.get("reported"), lang), t("kpi_reported", lang), key="reported"),
         _tile(fmt_int(today.get("registered"), lang), t("kpi_registered", lang), key="registered"),
         _tile(fmt_int(today.get("closed"), lang), t("kpi_closed", lang), key="closed"),
         _tile(fmt_int(today.get("open"), lang), t("kpi_open", lang), key="open"),
-        # deadlines are apply.deadline_for's natural hours until the case engine counts working time
         _tile(fmt_int(overdue, lang), t("kpi_overdue", lang), "alert" if overdue else "", key="overdue",
-              title=t("kpi_deadline_note", lang)),
+              title=t("kpi_deadline_engine", lang)),
+        _tile(fmt_int(due_soon, lang), t("kpi_due_soon", lang), key="due_soon", title=t("kpi_deadline_engine", lang)),
         _tile(fmt_pct(_rate(data, "response_rate"), lang), t("kpi_response_rate", lang), key="response_rate"),
-        _tile(fmt_pct(_rate(data, "on_time_rate"), lang), t("kpi_on_time_rate", lang), key="on_time_rate"),
+        _tile(fmt_pct(_rate(data, "on_time_rate"), lang), t("kpi_on_time_rate", lang), key="on_time_rate",
+              title=t("kpi_on_time_engine", lang)),
     ])
 
 
@@ -136,11 +138,14 @@ def panels_left(data: dict, lang: str = "zh") -> html.Div:
                     children=[PANELS[k](data, lang) for k in LEFT])
 
 
+NOTES = {"col_overdue": "kpi_deadline_engine", "col_on_time": "kpi_on_time_engine"}
+
+
 def ranking_panel(data: dict, lang: str = "zh") -> html.Section:
     level = data.get("ranking_level", "street")
     rows = data.get("ranking", [])
     head = html.Tr([html.Th(t(k, lang), className=f"pn-col-{k[4:]}",
-                            **({"title": t("kpi_deadline_note", lang)} if k in ("col_overdue", "col_on_time") else {}))
+                            **({"title": t(NOTES[k], lang)} if k in NOTES else {}))
                     for k in ("col_rank", "col_name", "col_open", "col_overdue", "col_on_time")])
     body = [html.Tr(className="pn-row" + (" pn-row--alert" if r["overdue"] else ""), children=[
         html.Td(str(r["rank"]), className="pn-col-rank"),

@@ -14,8 +14,21 @@ from dashboard.i18n import t
 from layouts.map import wall_map
 
 
+def calendar_warning(years, lang: str):
+    """The header's warning when the next 60 days reach a year whose holidays no calendar knows
+    (``WorkCalendar.unknown_years_ahead``; /healthz says the same), or None."""
+    if not years:
+        return None
+    listed = "、".join(map(str, years)) if lang == "zh" else ", ".join(map(str, years))
+    return html.Div(t("wall_calendar_unknown", lang, years=listed), id=ids.WALL_CALENDAR,
+                    className="feed-status feed-lost wall-calendar", role="status",
+                    title=t("wall_calendar_unknown_note", lang, years=listed))
+
+
 def wall_layout(cfg: dict, lang: str, panels: dict, shown: tuple[str, ...] = ()) -> html.Div:
-    """cfg: the WALL_CONFIG dict; panels: {"left", "right", "figures"} components (layouts.panels.containers)."""
+    """cfg: the WALL_CONFIG dict (``calendar_unknown``: the years ``calendar_warning`` names);
+    panels: {"left", "right", "figures"} components (layouts.panels.containers)."""
+    warning = calendar_warning(cfg.get("calendar_unknown"), lang)
     return html.Div(id=ids.WALL, className="wall", lang="en" if lang == "en" else "zh-CN", children=[
         html.Header(className="wall-header", children=[
             html.Div(className="wall-title", children=[
@@ -27,6 +40,7 @@ def wall_layout(cfg: dict, lang: str, panels: dict, shown: tuple[str, ...] = ())
                 html.Div(id=ids.WALL_CLOCK, className="wall-clock"),
                 html.Div(id=ids.FEED_STATUS, className="feed-status feed-connecting",
                          children=t("wall_feed_connecting", lang)),
+                *([warning] if warning is not None else []),
             ]),
         ]),
         html.Aside(id=ids.WALL_LEFT, className="wall-left", children=panels["left"]),

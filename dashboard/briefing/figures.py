@@ -49,7 +49,7 @@ def period(conn, scope: str, start: datetime, end: datetime, now: datetime) -> d
     flow = kpi.flow_counts(conn, scope, start, end)
     hz = kpi.hazard_counts(conn, scope, now, start, end)
     values = {**flow, "hazards_found": hz["found"], "hazards_rectified": hz["rectified"]}
-    rates = kpi.rates(conn, scope, start, end)
+    rates = kpi.rates(conn, scope, start, end, now)
     values.update({k: rates[k]["rate"] for k in RATES})
     return {"values": values, "rates": rates}
 
@@ -107,7 +107,7 @@ def compute(engine, scope: str, week: Week, now: datetime, tz) -> dict:
         subs = kpi.top_subcategories(conn, scope, start, end, limit=TOP_SUBCATEGORIES)
         # the week's seven local days: daily_trend counts back from the day holding its ``now``
         trend = kpi.daily_trend(conn, scope, kpi.day_start(week.days[-1], tz), tz, 7)
-        units = rank_units(kpi.rates_by_unit(conn, scope, start, end), kpi.ranking(conn, scope, now, start, end))
+        units = rank_units(kpi.rates_by_unit(conn, scope, start, end, now), kpi.ranking(conn, scope, now, start, end))
         open_now = kpi.open_counts(conn, scope, now)
         hazards = kpi.hazard_counts(conn, scope, now, start, end)
         deadlines = kpi.hazard_deadlines(conn, scope, start, end, now)

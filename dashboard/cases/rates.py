@@ -56,7 +56,7 @@ LABELS = {
     "rework_rate": ("返工率", "Rework rate"),
     "satisfaction_rate": ("满意率", "Satisfaction rate"),
 }
-GROUPS = ("unit", "street", "community", "grid")
+GROUPS = ("unit", "street", "community", "grid", "micro")
 
 
 def _count_if(cond):
@@ -129,7 +129,7 @@ def _group_key(by: str | None):
         return None
     if by == "unit":
         return event.c.unit_code
-    if by in ("street", "community", "grid"):
+    if by in GROUPS:
         # the width as a literal: PostgreSQL refuses GROUP BY substr(col, $1, $2) against the select's copy
         return func.substr(event.c.grid_code, literal_column("1"), literal_column(str(CODE_WIDTH[by])))
     raise ValueError(f"standard_rates: by must be None or one of {', '.join(GROUPS)}, not {by!r}")

@@ -9,7 +9,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from dashboard.domain import OPEN_STATES
-from tests.unit.kpi_fixtures import GRIDS, NOW, OFFSET, local_day
+from tests.unit.kpi_fixtures import GRIDS, NOW, OFFSET, local_day, rates_by_hand
 
 WEEK = "2026-W46"                      # NOW is Friday of W47: W46 is "last week"
 DAYS = [date(2026, 11, 9) + timedelta(days=i) for i in range(7)]
@@ -35,21 +35,15 @@ def by_hand(world, scope: str, days=DAYS) -> dict:
     end = midnight(days[-1] + timedelta(days=1))
     rep = [e for e in ev if in_days(e["reported_at"], days)]
     clo = [e for e in ev if in_days(e["closed_at"], days)]
-    evald = [e for e in clo if e["satisfaction"] is not None]
     hz = scoped(world.hazards, scope)
-
-    def rate(num, den):
-        return num / den if den else None
+    standard = rates_by_hand(ev, midnight(days[0]), end, NOW)
     return {
         "reported": len(rep),
         "registered": sum(1 for e in ev if in_days(e["registered_at"], days)),
         "closed": len(clo),
-        "response_rate": rate(sum(1 for e in rep if e["responded_at"] and e["responded_at"] < end), len(rep)),
-        "closure_rate": rate(sum(1 for e in rep if e["closed_at"] and e["closed_at"] < end), len(rep)),
-        "on_time_rate": rate(sum(1 for e in clo if e["deadline_at"] is None or e["closed_at"] <= e["deadline_at"]),
-                             len(clo)),
-        "rework_rate": rate(sum(1 for e in clo if e["reopened"] > 0), len(clo)),
-        "satisfaction_rate": rate(sum(1 for e in evald if e["satisfaction"] >= 4), len(evald)),
+        # the standard rates (docs/kpi.md), written out by hand once in kpi_fixtures.rates_by_hand (C3)
+        **{k: standard[k]["rate"] for k in ("response_rate", "closure_rate", "on_time_rate", "rework_rate",
+                                            "satisfaction_rate")},
         "hazards_found": sum(1 for h in hz if in_days(h["found_at"], days)),
         "hazards_rectified": sum(1 for h in hz if in_days(h["rectified_at"], days)),
         "categories": Counter(e["category"] for e in rep),
@@ -57,8 +51,8 @@ def by_hand(world, scope: str, days=DAYS) -> dict:
         "sources": Counter(e["source"] for e in rep),
         "daily_reported": [sum(1 for e in rep if local_day(e["reported_at"]) == d) for d in days],
         "daily_closed": [sum(1 for e in clo if local_day(e["closed_at"]) == d) for d in days],
-        "overdue_now": sum(1 for e in ev if e["state"] in OPEN_STATES and e["deadline_at"] is not None
-                           and e["deadline_at"] < NOW),
+        "overdue_now": sum(1 for e in ev if e["state"] in OPEN_STATES and e["state"] != "suspended"
+                           and e["deadline_at"] is not None and e["deadline_at"] < NOW),
         "per_1000": {g: (round(sum(1 for e in rep if e["grid_code"] == g) * 1000.0 / p, 2) if p else None)
                      for g, p in GRIDS.items() if g.startswith(scope)},
         "sanling_lost": {e["grid_code"][:12] for e in rep if e["category"] == "petition"

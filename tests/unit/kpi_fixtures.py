@@ -65,9 +65,72 @@ def make_event(i: int, grid: str, reported_at: datetime, **kw) -> dict:
         "dispatched_at": None, "responded_at": None, "closed_at": None, "deadline_at": None,
         "escalations": 0, "reopened": 0, "satisfaction": None, "last_seq": 1, "updated_at": reported_at,
         "description": f"事件{i}",
+        "unit_code": None, "feedback_at": None, "returns": 0, "due_soon_at": None,  # the case engine's (0005)
     }
     row.update(kw)
     return row
+
+
+def _case_engine_fields(rnd: random.Random, reported: datetime, kw: dict) -> None:
+    """The case engine's columns (migration 0005), from a generator of the event's own so the main
+    sequence (and every figure other tests rely on) stays as it was: first feedback, returns, the
+    due-soon mark (the last 20 % of the allowance), the unit; some open reports rejected or merged."""
+    deadline, closed = kw.get("deadline_at"), kw.get("closed_at")
+    kw["returns"] = 1 if rnd.random() < 0.12 else 0
+    kw["unit_code"] = None
+    if kw.get("registered_at") is not None:
+        kw["dispatched_at"] = min(NOW, kw["registered_at"] + timedelta(minutes=rnd.randint(1, 120)))
+    if deadline is not None:
+        kw["due_soon_at"] = deadline - (deadline - reported) * 0.2
+    if closed is not None:
+        kw["feedback_at"] = max(reported, closed - timedelta(minutes=rnd.randint(0, 900)))
+    elif kw["state"] in ("feedback", "verified"):
+        kw["feedback_at"] = min(NOW, reported + timedelta(minutes=rnd.randint(10, 3000)))
+    else:
+        kw["feedback_at"] = None
+        r = rnd.random()
+        if r < 0.06:
+            kw.update(state="rejected", registered_at=None, dispatched_at=None)
+        elif r < 0.09:
+            kw.update(state="merged")
+
+
+def rates_by_hand(events: list[dict], a: datetime, b: datetime, now: datetime) -> dict:
+    """The standard rates of docs/kpi.md, straight from the rows (a second writing of the definitions)."""
+    def within(t, lo, hi):
+        return t is not None and lo <= t < hi
+
+    live = [e for e in events if e["state"] != "merged"]
+    cases = [e for e in live if e["state"] != "rejected"]
+    rep = [e for e in live if within(e["reported_at"], a, b)]
+    due = [e for e in cases if e["state"] != "suspended"
+           and (within(e["deadline_at"], a, b) or within(e["closed_at"], a, b))]
+    clo = [e for e in cases if within(e["closed_at"], a, b)]
+    ev = [e for e in clo if e["satisfaction"] is not None]
+
+    def before(t):
+        return t is not None and t < b
+
+    def by_deadline(e, t):
+        return before(t) and (e["deadline_at"] is None or t <= e["deadline_at"])
+
+    disp = [e for e in rep if e["state"] != "rejected" and before(e.get("dispatched_at"))]
+    passed = min(b, now)
+
+    def r(num, den):
+        return {"num": num, "den": den, "rate": num / den if den else None}
+    return {
+        "registration_rate": r(sum(1 for e in rep if before(e["registered_at"])), len(rep)),
+        "response_rate": r(sum(1 for e in rep if before(e["responded_at"])), len(rep)),
+        "dispatch_accuracy": r(sum(1 for e in disp if e["returns"] == 0), len(disp)),
+        "on_time_handling_rate": r(sum(1 for e in due if by_deadline(e, e["feedback_at"])), len(due)),
+        "closure_rate": r(sum(1 for e in due if before(e["closed_at"])), len(due)),
+        "on_time_rate": r(sum(1 for e in due if by_deadline(e, e["closed_at"])), len(due)),
+        "overdue_rate": r(sum(1 for e in due if e["deadline_at"] is not None and e["deadline_at"] < passed
+                              and (e["feedback_at"] is None or e["feedback_at"] > e["deadline_at"])), len(due)),
+        "rework_rate": r(sum(1 for e in clo if e["reopened"] > 0), len(clo)),
+        "satisfaction_rate": r(sum(1 for e in ev if e["satisfaction"] >= 4), len(ev)),
+    }
 
 
 def random_events(rng: random.Random, n: int, start_index: int = 0) -> list[dict]:
@@ -92,6 +155,7 @@ def random_events(rng: random.Random, n: int, start_index: int = 0) -> list[dict
                       satisfaction=rng.choice([None, 1, 2, 3, 4, 5, 5]))
         else:
             kw["state"] = rng.choice(OPEN_STATES)
+        _case_engine_fields(random.Random(i), reported, kw)
         out.append(make_event(i, rng.choice(grids), reported, **kw))
     return out
 
@@ -103,7 +167,9 @@ def build_world(seed: int = 11) -> World:
     for i in range(40):
         found = NOW - timedelta(hours=rng.randint(1, 24 * 20))
         state = rng.choice(["open", "open", "rectified", "verified"])
-        rect = min(NOW, found + timedelta(hours=rng.randint(1, 100))) if state != "open" else None
+        # the hazard cycle's states (migration 0005 renamed open -> found / ordered, verified -> closed)
+        state = {"open": ("found", "ordered")[i % 2], "verified": "closed"}.get(state, state)
+        rect = min(NOW, found + timedelta(hours=rng.randint(1, 100))) if state not in ("found", "ordered") else None
         w.hazards.append({"id": f"h{i}", "grid_code": rng.choice(list(GRIDS)),
                           "kind": rng.choice(["elevator", "gas_pipe", "hydrant", "water_pipe"]),
                           "state": state, "found_at": found,
@@ -139,7 +205,9 @@ def build_world(seed: int = 11) -> World:
 
 def insert_world(conn, w: World) -> None:
     if w.events:
-        conn.execute(event.insert(), w.events)
+        # one key set for every row: an executemany takes its columns from the first row
+        keys = set().union(*w.events)
+        conn.execute(event.insert(), [{k: e.get(k) for k in keys} for e in w.events])
     if w.hazards:
         conn.execute(hazard.insert(), w.hazards)
     if w.staff:

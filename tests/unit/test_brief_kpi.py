@@ -57,8 +57,11 @@ def test_brief042_top_subcategories_and_per_1000_by_hand(engine, world):
 
 def test_brief043_overdue_events_list_no_personal_fields(engine, world):
     got = kpi.overdue_events(engine, STREET_A, NOW)
-    hand = [e for e in scoped(world.events, STREET_A) if e["state"] in OPEN_STATES and e["deadline_at"]
-            and e["deadline_at"] < NOW]
+    # 超期: open, the clock running (a 挂账 suspended case's is stopped), the deadline passed
+    hand = [e for e in scoped(world.events, STREET_A) if e["state"] in OPEN_STATES and e["state"] != "suspended"
+            and e["deadline_at"] and e["deadline_at"] < NOW]
+    assert any(e["state"] == "suspended" and e["deadline_at"] and e["deadline_at"] < NOW
+               for e in scoped(world.events, STREET_A))  # the exclusion is exercised
     assert got["total"] == len(hand) == len(got["rows"]) == kpi.open_counts(engine, STREET_A, NOW)["overdue"]
     assert [r["id"] for r in got["rows"]] == [e["id"] for e in sorted(hand, key=lambda e: (e["deadline_at"], e["id"]))]
     for r in got["rows"]:

@@ -8,11 +8,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from dashboard import kpi
-from dashboard.domain import CATEGORIES, OPEN_STATES, SOURCES
+from dashboard.domain import CATEGORIES, HAZARD_OPEN_STATES, OPEN_STATES, SOURCES
 from dashboard.store.schema import KEY_POPULATION_COLUMNS
 from tests.unit.kpi_fixtures import (
     COMMUNITIES, DISTRICT, GRIDS, NOW, OFFSET, STREET_A, STREET_B, TZ, World, local_day,
-    make_event, seeded,
+    make_event, rates_by_hand, seeded,
 )
 
 
@@ -32,21 +32,15 @@ def scoped(rows, scope, key="grid_code"):
     return [r for r in rows if not scope or (r[key] or "").startswith(scope)]
 
 
-def expected_rates(events, a, b):
-    rep = [e for e in events if within(e["reported_at"], a, b)]
-    clo = [e for e in events if within(e["closed_at"], a, b)]
-    ev = [e for e in clo if e["satisfaction"] is not None]
+def overdue_now(e, now=None):
+    """超期 now (docs/kpi.md): open, the clock running (not 挂账), the deadline passed."""
+    now = now or NOW
+    return (e["state"] in OPEN_STATES and e["state"] != "suspended" and e["deadline_at"] is not None
+            and e["deadline_at"] < now)
 
-    def r(num, den):
-        return {"num": num, "den": den, "rate": num / den if den else None}
-    return {
-        "response_rate": r(sum(1 for e in rep if e["responded_at"] and e["responded_at"] < b), len(rep)),
-        "closure_rate": r(sum(1 for e in rep if e["closed_at"] and e["closed_at"] < b), len(rep)),
-        "on_time_rate": r(sum(1 for e in clo if e["deadline_at"] is None or e["closed_at"] <= e["deadline_at"]),
-                          len(clo)),
-        "rework_rate": r(sum(1 for e in clo if e["reopened"] > 0), len(clo)),
-        "satisfaction_rate": r(sum(1 for e in ev if e["satisfaction"] >= 4), len(ev)),
-    }
+
+def expected_rates(events, a, b, now=None):
+    return rates_by_hand(events, a, b, now or NOW)
 
 
 @pytest.fixture
@@ -78,12 +72,14 @@ def test_kpi002_today_counts_and_rates_match_rows(engine, world, scope):
     opened = [e for e in ev if e["state"] in OPEN_STATES]
     oc = kpi.open_counts(engine, scope, NOW)
     assert oc["open"] == len(opened)
-    assert oc["overdue"] == sum(1 for e in opened if e["deadline_at"] and e["deadline_at"] < NOW)
+    assert oc["overdue"] == sum(1 for e in opened if overdue_now(e))
+    assert oc["due_soon"] == sum(1 for e in opened if e["state"] != "suspended" and e["due_soon_at"] is not None
+                                 and e["due_soon_at"] <= NOW < e["deadline_at"])
     assert oc["open_by_level"] == {str(lv): sum(e["level"] == lv for e in opened) for lv in (1, 2, 3)}
     # rates over today and over a whole week (the briefing's period)
-    assert kpi.rates(engine, scope, T0, T1) == expected_rates(ev, T0, T1)
+    assert kpi.rates(engine, scope, T0, T1, NOW) == expected_rates(ev, T0, T1)
     w0, w1 = kpi.week_bounds(NOW, TZ, 1)
-    assert kpi.rates(engine, scope, w0, w1) == expected_rates(ev, w0, w1)
+    assert kpi.rates(engine, scope, w0, w1, NOW) == expected_rates(ev, w0, w1)
 
 
 def test_kpi003_rates_are_not_trivial(world):
@@ -169,11 +165,10 @@ def test_kpi008_ranking(engine, world, scope, width):
     for r in rows:
         ev = [e for e in world.events if e["grid_code"].startswith(r["code"])]
         opened = [e for e in ev if e["state"] in OPEN_STATES]
-        closed = [e for e in ev if within(e["closed_at"], a, b)]
-        on_time = sum(1 for e in closed if e["deadline_at"] is None or e["closed_at"] <= e["deadline_at"])
-        assert (r["open"], r["overdue"], r["closed"], r["on_time"]) == (
-            len(opened), sum(1 for e in opened if e["deadline_at"] and e["deadline_at"] < NOW), len(closed), on_time)
-        assert r["on_time_rate"] == (on_time / len(closed) if closed else None)
+        want = expected_rates(ev, a, b)["on_time_rate"]  # the standard 按期结案数 / 应结案数
+        assert (r["open"], r["overdue"], r["due"], r["on_time"]) == (
+            len(opened), sum(1 for e in opened if overdue_now(e)), want["den"], want["num"])
+        assert r["on_time_rate"] == want["rate"]
     keys = [(-r["overdue"], -r["open"]) for r in rows]
     assert keys == sorted(keys) and [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
 
@@ -219,10 +214,9 @@ def test_kpi010_grid_measures(engine, world):
         ev = [e for e in world.events if e["grid_code"] == code]
         opened = [e for e in ev if e["state"] in OPEN_STATES]
         recent = sum(1 for e in ev if within(e["reported_at"], start, T1))
-        hz = sum(1 for h in world.hazards if h["grid_code"] == code and h["state"] == "open")
+        hz = sum(1 for h in world.hazards if h["grid_code"] == code and h["state"] in HAZARD_OPEN_STATES)
         patrolled = any(p["grid_code"] == code and within(p["at"], T0, T1) for p in world.patrols)
-        assert m[code] == {"open": len(opened), "overdue": sum(1 for e in opened if e["deadline_at"]
-                                                               and e["deadline_at"] < NOW),
+        assert m[code] == {"open": len(opened), "overdue": sum(1 for e in opened if overdue_now(e)),
                            "hazards": hz, "per_1000": round(recent * 1000 / pop, 2) if pop else None,
                            "patrolled": patrolled}
     assert m["370202001002001"]["per_1000"] is None  # no residents: no rate, never 0
@@ -252,7 +246,7 @@ def test_kpi011_people_things(engine, world, scope):
 
     hz = kpi.hazard_counts(engine, scope, NOW, T0, T1)
     hs = scoped(world.hazards, scope)
-    op = [h for h in hs if h["state"] == "open"]
+    op = [h for h in hs if h["state"] in HAZARD_OPEN_STATES]
     assert (hz["open"], hz["overdue"], hz["found"], hz["rectified"]) == (
         len(op), sum(h["deadline_at"] < NOW for h in op), sum(within(h["found_at"], T0, T1) for h in hs),
         sum(within(h["rectified_at"], T0, T1) for h in hs))

@@ -104,7 +104,9 @@ def test_kpi020_header_shows_counts_in_locale(engine, big_world, lang):
     strip = panels.header_figures(data, lang)
     vals = tile_values(strip)
     assert vals["reported"] == "1,234" and vals["open"] == "1,234" and vals["overdue"] == "5"
-    assert vals["closed"] == "0" and vals["response_rate"] == "0.0%" and vals["on_time_rate"] == "—"
+    # 按期结案率 = 按期结案数 / 应结案数: five events fall due today (deadline a minute ago), none
+    # closed: 0 / 5 = 0.0% (a figure, not "—": the denominator is not 0)
+    assert vals["closed"] == "0" and vals["response_rate"] == "0.0%" and vals["on_time_rate"] == "0.0%"
     words = texts(strip)
     assert t("kpi_reported", lang) in words and t("kpi_overdue", lang) in words
     assert ("今日上报" in words) == (lang == "zh") and ("Reported today" in words) == (lang == "en")
