@@ -85,7 +85,9 @@ def refresh(services, drill, tick, cfg, seen) -> tuple:
     if not isinstance(cfg, dict) or not cfg.get("scope"):
         return (no_update,) * (n + 2)
     lang = pick_lang(cfg.get("lang"), services.settings.ui_lang)
-    root = checked(services, str(cfg["scope"]))  # the page's own scope: a forged config is refused here
+    root = str(cfg["scope"])
+    # a drill-down outside the page's own unit falls back to it; whichever is served is checked against
+    # the principal's scope (a forged config or drill naming another street: 403, audited)
     asked = str(drill) if isinstance(drill, str) and CODE_RE.match(drill) and drill.startswith(root) else root
     scope = checked(services, asked)
     try:

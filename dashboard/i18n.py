@@ -213,7 +213,7 @@ TEXT.update({
     "street_events": ("在办事件", "Open events"),
     "street_list_overdue": ("超期", "Overdue"),
     "street_list_urgent": ("紧急", "Urgent"),
-    "street_list_due": ("即将到期", "Due soonest"),
+    "street_list_due": ("期限最近", "Nearest deadline"),
     "street_list_more": ("另有 {n} 件", "{n} more"),
     "street_list_none": ("无", "None"),
     "street_overdue_by": ("超期 {h} 小时", "{h} h overdue"),

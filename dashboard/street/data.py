@@ -28,8 +28,9 @@ LIST_ROWS = 6  # rows per list: a phone screen's worth; the total is always show
 LEVELS = {width: level for level, width in CODE_WIDTH.items()}
 
 _OPEN = event.c.state.in_(OPEN_STATES)
-# kpi.hazard_counts' "open" and "overdue" (test_street002 keeps the list's total equal to its count)
-_HAZARD_OPEN = hazard.c.state == "open"
+# kpi.hazard_counts' "open" (kpi.HAZARD_OPEN once the case engine's hazard cycle names its states; "open"
+# before): test_street001 keeps the list's total equal to kpi's overdue count
+_HAZARD_OPEN = hazard.c.state.in_(tuple(getattr(kpi, "HAZARD_OPEN", ("open",))))
 
 
 def level_of(code: str | None) -> str:
@@ -63,7 +64,8 @@ def urgent_open(conn, scope: str | None, limit: int = LIST_ROWS) -> dict:
 
 
 def due_soon(conn, scope: str | None, now: datetime, limit: int = LIST_ROWS) -> dict:
-    """Open events not (yet) overdue, the nearest deadline first (those without one last)."""
+    """Open events not (yet) overdue, the nearest deadline first (those without one last): the next
+    ones to watch, whatever share of their allowance is left."""
     cond = and_(_OPEN, in_scope(event.c.grid_code, scope),
                 (event.c.deadline_at >= now) | event.c.deadline_at.is_(None))
     return _event_rows(conn, cond, (event.c.deadline_at.is_(None), event.c.deadline_at, event.c.id), limit)

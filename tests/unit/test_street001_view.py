@@ -37,6 +37,9 @@ def city(stack, make_services):
     late = [{"id": f"late{i}", "grid_code": grids[i * 5 % len(grids)], "kind": "hydrant", "state": "open",
              "lon": None, "lat": None, "description": "隐患", "found_at": past, "deadline_at": past + timedelta(days=i + 1),
              "updated_at": past, "last_seq": 1} for i in range(5)]
+    # rectified after its deadline: past it, but no longer open, so in no list and no count
+    late.append({**late[0], "id": "fixed", "grid_code": MY_COMMUNITY + "001", "state": "rectified",
+                 "rectified_at": past + timedelta(days=3)})
     with svc.engine.begin() as conn:
         conn.execute(hazard.insert(), late)
     for username, role, scope in (("secretary", "street_secretary", MINE), ("operator", "district_operator", DISTRICT)):
@@ -69,6 +72,7 @@ def test_street001_the_figures_are_kpis_and_the_ranking_holds_the_streets_commun
             assert not set(r) & set(PRIVATE), set(r) & set(PRIVATE)
     assert data["lists"]["overdue"]["total"] == opened["overdue"]
     assert data["hazards"]["total"] == data["figures"]["hazards_overdue"] > 0  # kpi's count, listed
+    assert "fixed" not in {r["id"] for r in data["hazards"]["rows"]}
     days = [r["overdue_days"] for r in data["hazards"]["rows"]]
     assert days == sorted(days, reverse=True) and all(d > 0 for d in days)
 
