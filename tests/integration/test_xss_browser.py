@@ -2,7 +2,8 @@
 the CSP on: a script payload in a report's description and address, posted through the ingest API
 (/api/v1/reports) and the Open311 API, and in a case step's note on the feed, reaches the wall's
 ticker and its popups (the live one, and the one that asks /api/v1/events/<id>) as the literal
-characters, sets no window.__xss, adds no element, and the browser logs no error."""
+characters, sets no window.__xss, adds no element, and the browser logs no error; the street view
+(/street) of the same street runs none of it either."""
 from __future__ import annotations
 
 import time
@@ -133,4 +134,14 @@ def test_xss001_payloads_from_both_apis_and_the_feed_show_as_text_on_the_wall(ci
     time.sleep(0.5)  # an onerror / onload handler would have run by now
     assert d.execute_script("return window.__xss") is None
     assert d.execute_script(f"return {INJECTED}") == 0
+    assert severe_logs(d) == []
+
+    # the street secretary's view of the same street (helper A2's /street): its lists name categories
+    # and places, not what reporters wrote; nothing of the payloads runs or becomes an element there
+    d.get(f"{server.url}/street?scope={grid.code[:9]}")
+    wait_for(d, "document.querySelectorAll('.st-ev-cat').length > 0", 60)
+    time.sleep(0.5)
+    assert d.execute_script("return window.__xss") is None
+    assert d.execute_script("return document.querySelectorAll('img[src=x], svg[onload], iframe, [onmouseover], "
+                            "[onerror], [onload]').length") == 0
     assert severe_logs(d) == []
