@@ -240,7 +240,7 @@ TEXT.update({
     "kpi_on_time_engine": ("按期结案率 = 按期结案数 / 应结案数(期限在期内或期内结案)",
                            "On-time closure = closed on time / due (deadline or closure in the period)"),
     "map_legend_overdue_engine": ("超期(按办理时限)", "Overdue (case deadline)"),
-    "wall_calendar_unknown": ("{years}年节假日未发布·期限暂定", "No {years} holiday schedule · deadlines provisional"),
+    "wall_calendar_unknown": ("{years}年假日未知·期限暂定", "No {years} holidays · provisional"),
     "wall_calendar_unknown_note": (
         "未来60天内的{years}年尚无国务院节假日安排(chinesecalendar 与 data/holidays.yaml 均未收录):"
         "涉及该年的期限按周一至周五计算并标为暂定。请在节假日文件中补充该年安排。",

@@ -14,6 +14,9 @@ from dashboard.i18n import t
 from layouts.map import wall_map
 
 
+STATUS_ROW = {"display": "flex", "gap": "0.4vw", "alignItems": "center"}
+
+
 def calendar_warning(years, lang: str):
     """The header's warning when the next 60 days reach a year whose holidays no calendar knows
     (``WorkCalendar.unknown_years_ahead``; /healthz says the same), or None."""
@@ -38,9 +41,12 @@ def wall_layout(cfg: dict, lang: str, panels: dict, shown: tuple[str, ...] = ())
             html.Div(id=ids.WALL_FIGURES, className="wall-figures", children=panels["figures"]),
             html.Div(className="wall-status", children=[
                 html.Div(id=ids.WALL_CLOCK, className="wall-clock"),
-                html.Div(id=ids.FEED_STATUS, className="feed-status feed-connecting",
-                         children=t("wall_feed_connecting", lang)),
-                *([warning] if warning is not None else []),
+                # the warning beside the feed status, not under it: the 8vh header has room for two lines
+                html.Div(style=STATUS_ROW, children=[
+                    *([warning] if warning is not None else []),
+                    html.Div(id=ids.FEED_STATUS, className="feed-status feed-connecting",
+                             children=t("wall_feed_connecting", lang)),
+                ]),
             ]),
         ]),
         html.Aside(id=ids.WALL_LEFT, className="wall-left", children=panels["left"]),

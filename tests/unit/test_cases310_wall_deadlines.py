@@ -93,7 +93,6 @@ def test_cases312_header_shows_due_soon_and_the_calendar_warning(store, lang):
     walk(strip)
     assert tiles["due_soon"] == ["1", t("kpi_due_soon", lang)] and tiles["overdue"][0] == "2"
     warning = calendar_warning([2027], lang)
-    assert warning.children == ("2027年节假日未发布·期限暂定" if lang == "zh"
-                                else "No 2027 holiday schedule · deadlines provisional")
+    assert warning.children == ("2027年假日未知·期限暂定" if lang == "zh" else "No 2027 holidays · provisional")
     assert "data/holidays.yaml" in warning.title
     assert calendar_warning([], lang) is None and calendar_warning(None, lang) is None
