@@ -48,7 +48,7 @@ def scoped_query(services, path: str, query: dict) -> dict:
     asked = str(asked) if asked is not None else None
     if asked and not CODE_RE.match(asked) and current_principal() is None:
         return query  # not a code: the page says so itself (and serves nothing)
-    scope = request_scope(services, asked or None, where=path)
+    scope = request_scope(services, asked or None, where=path, unknown_ok=True)  # the page says "no such region"
     out = dict(query)
     if scope is not None:
         out["scope"] = scope

@@ -39,7 +39,7 @@ from ..api.auth import limiter, retry_after
 from ..i18n import pick_lang, t
 from . import audit
 from .roles import LABEL, STREET_SECRETARY
-from .scope import ScopeRefused, effective_scope
+from .scope import UNKNOWN, ScopeRefused, effective_scope
 from .signin import SignInFailed, authenticate
 from .users import load_principal, region_exists, token_principal
 
@@ -107,10 +107,12 @@ def current_principal():
     return p
 
 
-def request_scope(services, requested: str | None, *, where: str = "") -> str | None:
+def request_scope(services, requested: str | None, *, where: str = "", unknown_ok: bool = False) -> str | None:
     """The scope to serve this request: the principal's, or narrower as asked. Anonymous with
     ACCESS_REQUIRED off: what was asked (today's behaviour). A refusal is audited and raises 403
-    (once per request and asked scope: a callback that checks twice writes one row)."""
+    (once per request and asked scope: a callback that checks twice writes one row).
+    ``unknown_ok``: a code inside the principal's scope that no region has is audited but handed
+    back, for a page that says so in its own words ("no region with this code") and shows no data."""
     p = current_principal()
     if p is None:
         if services.settings.access_required:  # the gate answered 401 before: only an open path gets here
@@ -123,6 +125,8 @@ def request_scope(services, requested: str | None, *, where: str = "") -> str | 
         if (exc.requested, where) not in done:
             done.add((exc.requested, where))
             audit.scope_refused(services.engine, p, exc, ip=client_ip(), where=where or request.path)
+        if unknown_ok and exc.reason == UNKNOWN:
+            return requested
         raise Forbidden(str(exc)) from None
 
 
@@ -333,6 +337,8 @@ def register(server, services) -> None:
             effective_scope(p, requested, _exists(services))
         except ScopeRefused as exc:
             audit.scope_refused(services.engine, p, exc, ip=client_ip(), where=request.path)
+            if exc.reason == UNKNOWN:  # inside the principal's scope, but no region: the page says so
+                return None
             lang = pick_lang(request.args.get("lang"), settings.ui_lang)
             return render_page(lang, status=403, message=t("access_scope_refused", lang, scope=requested[:32]))
         return None

@@ -186,6 +186,14 @@ def test_access104_the_layout_renders_the_referrers_scope_only_inside_the_princi
     text = other.get_data(as_text=True)
     assert other.status_code == 200 and "wall-error" in text and "wall-config" not in text and "街道二" not in text
     assert ("secretary", F.OTHER_STREET, "/wall") in refusals(services)
+    # a code inside the street that no region has: the page says so in its words, no data, audited
+    ghost = F.STREET + "999"
+    text = c.get("/_dash-layout", headers={"Referer": f"{base}/wall?scope={ghost}"}).get_data(as_text=True)
+    assert "没有这个区划" in text and "wall-config" not in text
+    assert c.get(f"/api/v1/geo/points?layer=events&scope={ghost}").status_code == 403
+    reasons = {r["details"]["reason"] for r in audit.query(services.engine, action=audit.SCOPE_REFUSED)
+               if r["details"]["requested"] == ghost}
+    assert reasons == {"unknown"}
     # a rotation's ?within= reaches no further than the principal's scope either
     rot = c.get("/_dash-layout", headers={"Referer": f"{base}/wall?scope={F.STREET}&within={F.DISTRICT}&rotate=30"})
     assert F.OTHER_STREET not in rot.get_data(as_text=True)
