@@ -341,8 +341,7 @@ class Consumer:
                 placed += ok
                 misplaced += bad
         dead += [(it.stream_id, it.raw, reason, it.msg.id) for it, reason in misplaced]
-        if any(it.msg.type == "event.reported" for it in placed):
-            self._follow_deltas()  # what the other consumers applied, for the duplicates check
+        self._follow_deltas()  # what the other consumers applied, for the duplicates check
         outcome = self._commit(placed)
         self.cases.duplicates.follow(outcome.deltas, OPEN_STATES)
         dead += outcome.dead
@@ -458,7 +457,8 @@ class Consumer:
 
     def _follow_deltas(self) -> None:
         """Event deltas published since the last look (the other consumers' batches; this one's
-        are known already): new open cases join the duplicate index, closed ones leave it."""
+        are known already): new open cases join the duplicate index, closed ones leave it. Read
+        every batch once the index exists, so the backlog is one batch's worth of entries."""
         idx = self.cases.duplicates
         if not idx.seeded or idx.deltas_from == "$":
             return  # the first batch seeds the index from the store
@@ -470,7 +470,8 @@ class Consumer:
                 entries = resp[0][1]
                 for sid, fields in entries:
                     payload = fields.get(b"d", fields.get("d"))
-                    if payload:
+                    # most entries are position pings' only: skip them without decoding
+                    if payload and b'"k":"event"' in (payload if isinstance(payload, bytes) else payload.encode()):
                         idx.follow(D.decode(payload), OPEN_STATES)
                 idx.deltas_from = _s(entries[-1][0])
                 if len(entries) < 200:

@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from dashboard.cases.workcalendar import WorkCalendar, load_holidays, parse_holidays
 from dashboard.feed.casework import CaseContext
 from dashboard.feed.consumer import Consumer
+from dashboard.feed.contract import DELTAS
+from dashboard.feed.deltas import decode
 from dashboard.store.schema import event, event_step, hazard
 
 from . import feed_support as F
@@ -117,6 +119,12 @@ def test_cases112_suspension_stops_the_clock_and_resumption_restarts_it(svc):
     assert json.loads(steps[1].payload) == {"remaining_s": 10800.0}
     assert datetime.fromisoformat(json.loads(steps[2].payload)["deadline_at"]) == t("2026-10-08T10:00:00")
     assert datetime.fromisoformat(json.loads(steps[3].payload)["deadline_at"]) == t("2026-10-09T10:00:00")
+    # the wall's delta: the state and the clock's moments, and nobody's identity (the reporter S000001)
+    last = [d for _sid, f in svc.redis.xrange(DELTAS) for d in decode(f[b"d"]) if d.get("id") == "S1"][-1]
+    assert last["st"] == "registered" and last["pv"] is False
+    assert datetime.fromisoformat(last["dl"]) == t("2026-10-09T10:00:00")
+    assert datetime.fromisoformat(last["ds"]) == t("2026-10-08T16:42:00")
+    assert "S000001" not in json.dumps(last)
 
 
 def test_cases113_escalation_gives_the_new_tier_its_allowance(svc):
