@@ -19,7 +19,9 @@ Figures (issue 18: Lighthouse's "good" marks on the mobile preset):
   street_lcp_element               what Lighthouse took as the largest paint (supporting; a quoted selector)
 The mobile preset is Lighthouse's default: a 412x823 phone screen, simulated slow 4G (150 ms RTT,
 1.6 Mbit/s) and a 4x slower CPU (simulated from a trace of an unthrottled load, so a busy machine's slower
-tasks count four times over: conditions are printed as street_load_average).
+tasks count four times over). Conditions: street_load_average (the machine's 1-minute load average at the end)
+and street_benchmark_index (Lighthouse's own CPU benchmark of this machine during the runs, median; an idle
+desktop scores ~1,500-2,500, and Lighthouse calibrates its 4x slowdown for such a machine).
 
 Lighthouse is not a Python package and is not in the repository: it is installed with npm into a cache
 folder outside the work tree (default ~/.cache/grid-bench/lighthouse, or $LIGHTHOUSE_DIR) on first use:
@@ -132,6 +134,7 @@ def lighthouse(cli: Path, page: str, cookie: str, out: Path) -> dict:
         "fcp_s": audits["first-contentful-paint"]["numericValue"] / 1000,
         "si_s": audits["speed-index"]["numericValue"] / 1000,
         "lcp_element": selector,
+        "benchmark_index": report["environment"].get("benchmarkIndex"),
         "failed_a11y": sorted(k for k, a in audits.items() if a.get("score") == 0
                               and k in {r["id"] for r in report["categories"]["accessibility"]["auditRefs"]}),
     }
@@ -191,6 +194,7 @@ def main(argv=None) -> int:
     print(f"street_page = {page.replace(url, '')}")
     print(f"street_lighthouse_runs = {len(runs)}")
     print(f"street_load_average = {os.getloadavg()[0]:.1f}")
+    print(f"street_benchmark_index = {med('benchmark_index'):.0f}")
     print(f"street_lighthouse_performance = {med('performance'):.0f}")
     print(f"street_lighthouse_accessibility = {med('accessibility'):.0f}")
     print(f"street_lcp_s = {med('lcp_s'):.2f}")
