@@ -14,7 +14,10 @@
   "use strict";
   const S = (window.wallLive = window.wallLive || {});
   const W = () => window.wallMap;
-  const CLOSED = { closed: 1, evaluated: 1 };
+  // no longer open: done (结案, 评价) or final without being a case of its own (不予立案, 合并)
+  const CLOSED = { closed: 1, evaluated: 1, rejected: 1, merged: 1 };
+  // under rectification (domain.HAZARD_OPEN_STATES; "open" is the name before migration 0005)
+  const HAZARD_OPEN = ["found", "ordered", "open"];
   S.seen = {};          // event id -> {ticker: ms, map: ms} (latency bench)
   S.updates = [];       // script ms per applied batch (update bench)
   S.ready = {};
@@ -501,7 +504,7 @@
         } else if (S.live.delete(d.id)) live = true;
         if (d.op !== "remove" && !S.tickerIds.has(d.id)) fresh.push(d);
       } else if (d.k === "hazard") {
-        if (d.op === "remove" || d.st !== "open") { if (S.hazards.delete(d.id)) hz = true; }
+        if (d.op === "remove" || HAZARD_OPEN.indexOf(d.st) < 0) { if (S.hazards.delete(d.id)) hz = true; }
         else if (d.lon !== null && d.lon !== undefined) {
           const old = W().hazardMarkers[d.id];
           if (old && W().layers["map-hazards"]) { W().layers["map-hazards"].removeLayer(old); delete W().hazardMarkers[d.id]; }

@@ -306,13 +306,15 @@
   };
 
   // --- events ---------------------------------------------------------------------------
-  const CLOSED = { closed: 1, evaluated: 1 };
+  // no longer open: done (结案, 评价) or final without being a case of its own (不予立案, 合并)
+  const CLOSED = { closed: 1, evaluated: 1, rejected: 1, merged: 1 };
   W.isOverdue = function (p, st) {
-    return !!p.dl && !CLOSED[st] && p.dl * 1000 < Date.now();
+    // a suspended (挂账) case's clock is stopped: it is never overdue while it waits
+    return !!p.dl && !CLOSED[st] && st !== "suspended" && p.dl * 1000 < Date.now();
   };
   function stateGroup(st) {
     if (st === "reported" || st === "registered") return "new";
-    if (st === "escalated" || st === "reopened") return "hot";
+    if (st === "escalated" || st === "reopened" || st === "returned") return "hot";
     return "work";
   }
 
