@@ -119,9 +119,10 @@ class Consumer:
                  name: str | None = None, batch: int = 500, block_ms: int = 1000,
                  claim_idle_ms: int | None = None, stream_maxlen: int | None = None,
                  timezone_name: str | None = None, pending_max_age_s: float = PENDING_MAX_AGE_S,
-                 stop_event: threading.Event | None = None, push: bool = True):
+                 stop_event: threading.Event | None = None, push: bool = True, sweep: bool = True):
         self._own_redis = False
         self.push = push  # False: store only, no deltas to open screens (the demo's history backfill)
+        self.sweep = sweep  # False: no escalation sweep in this loop (a test feeding its own timeline)
         if isinstance(services_or_engine, Engine):
             self.services = None
             self.engine = services_or_engine
@@ -492,7 +493,8 @@ class Consumer:
         if force or self._every("health", 1.0):
             self._health(force=True)
         from ..cases.escalation import consumer_tick  # C2: breached deadlines, at most every ESCALATION_SWEEP_S
-        consumer_tick(self)  # C2
+        if self.sweep:
+            consumer_tick(self)  # C2
 
     def _release_and_expire(self) -> None:
         """Apply held steps whose gap another consumer filled; dead-letter those that waited too long."""
