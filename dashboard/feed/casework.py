@@ -180,10 +180,9 @@ class CaseContext:
         """The taxonomy's allowance from ``start`` (a report, an escalation to a new tier)."""
         dl = self.rule(category, subcategory).deadline
         allowance = self.cal.allowance_seconds(dl)
-        if not dl.working:
-            ts = start.timestamp()
-            return Deadline(datetime.fromtimestamp(ts + allowance, UTC), dl.kind, allowance,
-                            datetime.fromtimestamp(ts + (1.0 - self.share) * allowance, UTC), False)
+        if not dl.working:  # datetime arithmetic: exact to the microsecond, unlike POSIX floats
+            return Deadline(start + timedelta(seconds=allowance), dl.kind, allowance,
+                            start + timedelta(seconds=(1.0 - self.share) * allowance), False)
         fast = self.fast
         v0, y0 = fast.value_year(start)
         at, y1 = fast.instant_year(v0 + allowance, y0)
