@@ -125,10 +125,11 @@ def insert_hazards(engine, rows: list[RegionRow], n: int, seed: int = 3, now: da
     grids = [r for r in rows if r.level == "grid"]
     lon, lat, codes = _points_in(grids, n, rng)
     kinds = list(HAZARD_KINDS)
-    values = [{"id": f"hz{i:05d}", "grid_code": codes[i], "kind": kinds[i % len(kinds)], "state": "open",
+    # found a day ago and ordered at once with a deadline (machine.HAZARD_RULES), as hazard.found does
+    values = [{"id": f"hz{i:05d}", "grid_code": codes[i], "kind": kinds[i % len(kinds)], "state": "ordered",
                "lon": float(lon[i]), "lat": float(lat[i]), "description": "隐患",
-               "found_at": now - timedelta(days=1), "deadline_at": now + timedelta(days=2 + i % 5),
-               "updated_at": now, "last_seq": 1} for i in range(n)]
+               "found_at": now - timedelta(days=1), "ordered_at": now - timedelta(days=1),
+               "deadline_at": now + timedelta(days=2 + i % 5), "updated_at": now, "last_seq": 1} for i in range(n)]
     with engine.begin() as conn:
         if values:
             conn.execute(hazard.insert(), values)

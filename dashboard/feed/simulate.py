@@ -45,6 +45,8 @@ import redis
 import shapely
 from sqlalchemy import select
 
+from ..cases import taxonomy
+from ..cases.workcalendar import DEFAULT_HOLIDAYS_PATH, DEFAULT_WORK_HOURS, WorkCalendar, load_holidays
 from ..domain import CATEGORIES, OPEN_STATES, PATROL_CHECKLIST, label
 from ..store.regions import load_regions
 from ..store.schema import building, event, hazard, staff
@@ -200,6 +202,7 @@ class Recovered:
         with engine.connect() as conn:
             rows = conn.execute(
                 select(event.c.id, event.c.state, event.c.last_seq, event.c.level, event.c.category,
+                       event.c.subcategory, event.c.reported_at, event.c.suspended_at,
                        event.c.urgent, event.c.grid_code, event.c.lon, event.c.lat, event.c.resume_state,
                        event.c.deadline_at, event.c.feedback_at)
                 .where(event.c.state.in_(list(OPEN_STATES))).order_by(event.c.reported_at.desc()).limit(limit)
@@ -338,19 +341,30 @@ class Generator:
     def __init__(self, world: World, *, seed: int, start: datetime, rate: float = 1.0, speed: float = 1.0,
                  tz: str = "Asia/Shanghai", recovered: Recovered | None = None,
                  max_walkers: int = MAX_WALKERS, ping_s: float = PING_S, vehicle_ping_s: float = VEHICLE_PING_S,
-                 positions: bool = True, expect_sweep: bool = False):
+                 positions: bool = True, expect_sweep: bool = False, calendar: WorkCalendar | None = None):
         if start.tzinfo is None:
             raise ValueError("start must carry a time zone")
         if rate <= 0 or speed <= 0:
             raise ValueError("rate and speed must be positive")
         self.world = world
         self.rng = random.Random(seed)
+        # the reports (when, where, what) draw from their own stream: how cases move on (the case
+        # rules' turns, their timing) can change without changing which reports arrive
+        self.rng_in = random.Random(f"{seed}:reports")
         self.tz = ZoneInfo(tz)
         self.rate = float(rate)
         self.speed = float(speed)
         self.ping_s = ping_s
         self.expect_sweep = expect_sweep  # an escalation sweep runs beside us: see _breach
         self.intake_closed = False
+        self.breaches: list = []  # (case, breached deadline) left to the sweep to escalate (expect_sweep)
+        # At speed 1 a case's deadline is the store's own: the taxonomy's allowance on the working
+        # calendar from the report (dashboard/cases; the consumer computes it the same way), and the
+        # registered step sends none. Compressed time (speed > 1) cannot follow working hours: there
+        # the registered step carries a deadline in compressed natural hours, as before.
+        self.calendar = calendar if calendar is not None or self.speed != 1.0 else WorkCalendar(
+            tz, DEFAULT_WORK_HOURS, load_holidays(DEFAULT_HOLIDAYS_PATH))
+        self.taxonomy = taxonomy.load()
         self.vehicle_ping_s = vehicle_ping_s
         self.tag = run_tag(seed, start)
         self.now = start.astimezone(self.tz)
@@ -592,7 +606,7 @@ class Generator:
 
     # -- reports and cases --
     def _schedule_arrival(self) -> None:
-        self._schedule(self.now + timedelta(seconds=self.rng.expovariate(self.rate)), "arrival", None)
+        self._schedule(self.now + timedelta(seconds=self.rng_in.expovariate(self.rate)), "arrival", None)
 
     def close_intake(self) -> None:
         """No new reports, rounds or walks from now on; cases and hazards in hand go on to their end
@@ -603,12 +617,12 @@ class Generator:
         if self.intake_closed:
             return
         # Thinning: candidates at the peak rate, each kept with the hour's share of it.
-        if self.rng.random() < rhythm(local_hour(self.now, self.tz)):
+        if self.rng_in.random() < rhythm(local_hour(self.now, self.tz)):
             out.append(self._report())
         self._schedule_arrival()
 
     def _report(self):
-        rng = self.rng
+        rng = self.rng_in
         original = self._duplicate_target() if rng.random() < DUPLICATE_P else None
         if original is not None:
             g = self._grid_by_code[original["grid_code"]]
@@ -661,9 +675,13 @@ class Generator:
         if level is not None:
             body["level"] = level
         msg = self._msg("event.reported", actor, location=(lon, lat), at=occurred, source=source, **body)
-        case = {"id": eid, "state": "reported", "last_seq": 1, "level": level or CATEGORIES[category][2],
+        # the tier the store gives it: the taxonomy's for the 小类 (dashboard.cases.taxonomy), as the consumer
+        case = {"id": eid, "state": "reported", "last_seq": 1,
+                "level": level or self.taxonomy.rule(category, sub).tier,
                 "category": category, "subcategory": sub, "urgent": urgent, "grid_code": g.code, "lon": lon,
                 "lat": lat, "rare": rare is not None, "address": address, "reported_at": occurred}
+        if self.calendar is not None:
+            case["deadline_at"] = self._deadline(case, occurred)
         if original is not None:
             case["into"] = original["id"]
             fate = weighted(rng, DUPLICATE_FATE)
@@ -671,6 +689,14 @@ class Generator:
         self._plan_case(case, fresh=True)
         self._recent.append(case)
         return msg
+
+    def _deadline(self, case: dict, start: datetime) -> datetime:
+        """The taxonomy's allowance from ``start`` on the working calendar (CaseContext.fresh's)."""
+        rule = self.taxonomy.rule(case["category"], case.get("subcategory"))
+        return max(self.calendar.deadline(start, rule.deadline).at, start).astimezone(self.tz)
+
+    def _working(self, case: dict) -> bool:
+        return self.taxonomy.rule(case["category"], case.get("subcategory")).deadline.working
 
     def _duplicate_target(self) -> dict | None:
         """A recent open case a second report may repeat (same 小类, near it, within hours)."""
@@ -680,7 +706,7 @@ class Generator:
         # the first report must still be open and not itself a repeat (a chain would merge into a merged case)
         open_ = [c for c in self._recent if c["state"] in BEFORE_FEEDBACK and "into" not in c
                  and c["path"] and c["path"][0] not in ("rejected", "merged")]
-        return self.rng.choice(open_[-50:]) if open_ else None
+        return self.rng_in.choice(open_[-50:]) if open_ else None
 
     def _plan_case(self, case: dict, fresh: bool) -> None:
         """Decide the rest of a case's path now, so later draws do not depend on timing. Every path
@@ -719,8 +745,11 @@ class Generator:
 
     def _resume_case(self, row: dict) -> None:
         case = dict(row)
-        if case.get("deadline_at") is not None and case["deadline_at"].tzinfo is None:
-            case["deadline_at"] = case["deadline_at"].replace(tzinfo=timezone.utc)
+        for k in ("deadline_at", "reported_at", "suspended_at"):
+            if case.get(k) is not None and case[k].tzinfo is None:
+                case[k] = case[k].replace(tzinfo=timezone.utc)
+        if case.get("suspended_at") is None:
+            case.pop("suspended_at", None)
         case["fed_back"] = case.pop("feedback_at", None) is not None
         self._plan_case(case, fresh=False)
 
@@ -729,12 +758,21 @@ class Generator:
             return
         nxt = case["path"][0]
         minutes = STEP_DELAY_MIN[nxt] * self.rng.uniform(0.3, 1.7)
-        if nxt == "feedback":
+        due = case.get("deadline_at")
+        if nxt == "feedback" and self.calendar is not None and due is not None:
+            # on time: within what is left; late: past the deadline by a share of the allowance
+            left = (due - self.now).total_seconds() / 60
+            span = max((due - case.get("reported_at", due)).total_seconds() / 60, 30.0)
+            minutes = (left + span * self.rng.uniform(0.1, 0.7) if case["overdue"]
+                       else max(left, 10.0) * self.rng.uniform(0.1, 0.8))
+            minutes = max(minutes, 1.0)
+        elif nxt == "feedback":
             hours = CATEGORIES[case["category"]][3]
             minutes = hours * 60 * (self.rng.uniform(1.1, 1.8) if case["overdue"] else self.rng.uniform(0.1, 0.8))
         if case["stall"] and nxt == "feedback":
-            minutes *= 6
-        if case["urgent"] and nxt not in ("evaluated", "resumed"):
+            # sits: six times as long on the demo's hours; twice on working days (weeks already)
+            minutes *= 6 if self.calendar is None else 2
+        if case["urgent"] and nxt not in ("evaluated", "resumed") and not (nxt == "feedback" and self.calendar):
             minutes /= 4
         at = self.now + self._sim(minutes=minutes)
         if self.expect_sweep:
@@ -752,12 +790,17 @@ class Generator:
             return at
         case["level"] -= 1
         case["state"] = "escalated"
-        case["deadline_at"] = None  # the consumer gives it a fresh one; one modelled breach per case
-        case["swept"] = case.get("swept", 0) + 1
+        # the store gives the new tier the kind's allowance afresh from the sweep's claim, moments
+        # after the breach (unknown without a calendar: then no further breach is modelled)
+        case["deadline_at"] = self._deadline(case, due) if self.calendar is not None else None
+        self.breaches.append((case["id"], due))
         # the store gave the new tier a fresh deadline we do not track: no extension of it from here
         path = [p for p in case["path"] if not (p == "escalated" and case["level"] <= 1) and p != "extended"]
-        if path and path[0] not in ("handling", "dispatched", "returned", "escalated"):
-            path.insert(0, "handling")  # the new tier's unit takes it up before anything else
+        # flags (督办) are legal in any open state; the first step that moves the case must be one the
+        # machine takes from `escalated`, else the new tier's unit takes it up first
+        moving = [p for p in path if p != "supervised"]
+        if moving and moving[0] not in ("handling", "dispatched", "returned", "escalated"):
+            path.insert(0, "handling")
         case["path"] = path
         return max(at, due + SWEEP_MARGIN)
 
@@ -776,7 +819,7 @@ class Generator:
         case["last_seq"] += 1
         body: dict = {"event_id": case["id"], "seq": case["last_seq"], "step": step}
         hours = CATEGORIES[case["category"]][3] / (4 if case["urgent"] else 1)
-        if step == "registered":
+        if step == "registered" and self.calendar is None:
             case["deadline_at"] = self.now + self._sim(hours=hours)
             body["deadline_at"] = case["deadline_at"].isoformat()
         elif step == "extended":  # a later deadline than the current one, granted before it is needed
@@ -786,6 +829,8 @@ class Generator:
         if step == "escalated":
             case["level"] = max(1, case["level"] - 1)
             body["level"] = case["level"]
+            if self.calendar is not None:  # the new tier gets the kind's allowance afresh (the consumer's rule)
+                case["deadline_at"] = self._deadline(case, self.now)
         if step in ("dispatched", "escalated"):
             body["handler"] = self._handler(case)
         if step == "merged":
@@ -805,6 +850,19 @@ class Generator:
             case["fed_back"] = True  # the sweep never escalates a handled case
         if step == "suspended":
             case["resume_state"] = case["state"]
+            case["suspended_at"] = self.now
+            if self.calendar is not None and case.get("deadline_at") is not None:
+                # what the store keeps: the clock time left (working time for a working-time kind)
+                w = self._working(case)
+                case["remaining_s"] = self.calendar.clock(w, case["deadline_at"]) - self.calendar.clock(w, self.now)
+        if step == "resumed":
+            case.pop("suspended_at", None)
+            left = case.pop("remaining_s", None)
+            if self.calendar is not None and left is not None:
+                # the clock stood still: the deadline is the resumption plus the time that was left
+                w = self._working(case)
+                case["deadline_at"] = (self.calendar.add(w, self.now, left).at if left >= 0
+                                       else self.now + timedelta(seconds=left)).astimezone(self.tz)
         if step == "resumed":
             case["state"] = case.pop("resume_state", None) or "handling"
         elif step not in ("extended", "supervised"):  # flags and clock steps leave the state

@@ -141,3 +141,32 @@ def test_cases403_the_consumer_refuses_none_and_stores_the_machines_states(stack
     assert stored_hz == {hid: h.state for hid, h in hazards.items()}
     merged = [cid for cid, c in cases.items() if c.merged_into]
     assert merged and all(flagged[cid] is not None for cid in merged)  # flagged on arrival, then merged
+
+
+def test_cases404_with_the_breach_sweep_in_step_the_simulator_carries_on_from_it(stack, make_services):
+    """The served demo: consumers sweep for breaches (ESCALATION_SWEEP_S) while the simulator runs
+    at speed 1 with expect_sweep. Sweeping every 5 minutes of the simulated clock, every breach
+    is escalated by the sweep and no step of the simulator's is refused after it."""
+    from dashboard.cases import escalation
+
+    svc = make_services(*stack, escalation_sweep_s=0)  # the test sweeps, in step with its clock
+    upsert_small_district(svc.engine)
+    g = Generator(World.load(svc.engine), seed=404, start=START, rate=0.02, speed=1, max_walkers=10,
+                  positions=False, expect_sweep=True)
+    consumer = Consumer(svc, batch=2000, push=False)
+    t, swept = START, 0
+    while t < START + timedelta(hours=40):
+        t += timedelta(minutes=5)
+        msgs = g.advance(t)
+        if msgs:
+            publish_all(svc.redis, msgs)
+        consumer.run(burst=True)
+        swept += len(escalation.sweep(svc.engine, svc.redis, now=t, worker="t"))
+        consumer.run(burst=True)
+    dead = [f[b"reason"].decode() for _sid, f in svc.redis.xrange(DEAD_LETTER, count=5)]
+    assert svc.redis.xlen(DEAD_LETTER) == 0, dead
+    expected = [b for b in g.breaches if b[1] < t]  # later ones: the sweep has not reached them
+    assert swept > 5 and swept == len(expected)  # every breach the simulator expected, and no other
+    with svc.engine.connect() as conn:
+        auto = conn.execute(select(event.c.id).where(event.c.escalations > 0)).all()
+    assert len(auto) >= swept
