@@ -75,6 +75,10 @@ def _signed_in(base_url: str, engine) -> None:
     cookie = session_cookie(base_url)
     SIGNED_IN.append((base_url, cookie))
     for driver in list(DRIVERS):
+        process = getattr(getattr(driver, "service", None), "process", None)
+        if process is not None and process.poll() is not None:  # quit: its chromedriver is gone
+            DRIVERS.discard(driver)
+            continue
         try:
             sign_in_driver(driver, base_url, cookie)
         except Exception:  # noqa: BLE001 - a browser already quit
