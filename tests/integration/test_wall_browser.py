@@ -462,7 +462,10 @@ def report(event_id: str, lon: float, lat: float, level: int = 1, urgent: bool =
 def consume(svc):
     from dashboard.feed.consumer import Consumer
 
-    return Consumer(svc).run(burst=True)
+    # no escalation sweep: the fixture's cases are long past their deadlines, and a sweep would
+    # escalate dozens of them in the same breath, flooding the ticker these tests read
+    # (the sweep's own tests: tests/unit/test_cases2NN)
+    return Consumer(svc, sweep=False).run(burst=True)
 
 
 def kpi_value(d, key):
@@ -492,9 +495,10 @@ def test_wall015_stream_event_appears_on_map_counters_and_ticker(city, server, b
     wait_for(d, f"document.querySelector('[data-kpi=\"reported\"] .pn-value').textContent.replace(',', '') == '{before + 1}'", 10)
     assert d.execute_script("return window.__marker") is not None  # no reload happened
     # closing it removes the marker without reloading the layer
-    publish(city.svc.redis, {"type": "event.step", "id": "m-live-001-close", "event_id": "live-001", "seq": 2,
-                             "step": "closed", "source": "system", "occurred_at": datetime.now(timezone.utc).isoformat(),
-                             "region_code": grid.code, "actor": {"kind": "operator"}})
+    for seq, step in enumerate(("registered", "dispatched", "handling", "feedback", "verified", "closed"), 2):
+        publish(city.svc.redis, {"type": "event.step", "id": f"m-live-001-{seq}", "event_id": "live-001", "seq": seq,
+                                 "step": step, "source": "system", "occurred_at": datetime.now(timezone.utc).isoformat(),
+                                 "region_code": grid.code, "actor": {"kind": "operator"}})
     consume(city.svc)
     wait_for(d, "!document.querySelector('.leaflet-marker-pane [data-ev=\"live-001\"]')", 10)
     assert d.execute_script("return window.__marker") is not None
