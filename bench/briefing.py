@@ -110,7 +110,7 @@ def docs(var_dir: Path, out: Path) -> None:
     app = create_app(settings)
     driver = chrome(1600, 1400)
     try:
-        with AppServer(app, port=9461) as srv:
+        with AppServer(app, port=9461, sign_in=True) as srv:
             driver.get(f"{srv.url}/briefing?scope={STREET}")
             wait_for(driver, "document.querySelectorAll('.bf-chart img').length === 8 && Array.from("
                              "document.querySelectorAll('.bf-chart img')).every(i => i.complete)", timeout=300)

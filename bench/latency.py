@@ -240,7 +240,7 @@ def main(argv=None) -> int:
 
         common = dict(pages=args.pages, rate=args.rate, wait=args.wait)
         try:
-            with AppServer(create_app(settings, svc)) as srv:
+            with AppServer(create_app(settings, svc), sign_in=True) as srv:
                 proc = consumer_process(settings, svc)
                 try:
                     results["push"] = run(srv, svc, rows, query=f"?tick={args.tick}", seconds=args.seconds,

@@ -366,7 +366,7 @@ def map_floor(app, runs: int) -> tuple[float, int]:
     """An empty map page: navigation -> map drawn (two frames after its panes exist), bytes on the wire;
     medians of ``runs`` cold loads after one that warms the server."""
     times, sizes = [], []
-    with AppServer(app) as srv:
+    with AppServer(app, sign_in=True) as srv:
         for _ in range(runs + 1):  # the first load warms the server
             d = fresh_browser()
             try:
@@ -529,7 +529,7 @@ def district(args, svc, floor_dir: Path, stock: float) -> float:
     print(f"wall_district_build_s = {took:.1f}")
     app = create_app(svc.settings, svc)
     base = print_floor(app, floor_dir, args.runs)
-    with AppServer(app) as srv:
+    with AppServer(app, sign_in=True) as srv:
         runs, feed = timed_loads(args, svc, rows, srv, "/wall")
     report("wall_district", runs)
     print_feed("wall_district", feed)
@@ -549,7 +549,7 @@ def city(args, svc, floor_dir: Path, floor) -> None:
     if floor is None:
         print_floor(app, floor_dir, args.runs)
     assets = ("houses", "keypop", "vehicles", "facilities")
-    with AppServer(app) as srv:
+    with AppServer(app, sign_in=True) as srv:
         runs, feed = timed_loads(args, svc, rows, srv, "/wall?layers=" + ",".join(assets), assets)
         report("wall_city", runs)
         print_feed("wall_city", feed)

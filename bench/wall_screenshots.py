@@ -100,7 +100,7 @@ def main(argv=None) -> int:
         print(f"history: {backfill(svc, args.history_days, now=until)}", flush=True)
         print(f"feed messages: {fill_feed(svc, args.minutes, rate=settings.sim_rate)}", flush=True)
         svc.reset_caches()
-        with AppServer(create_app(settings, svc)) as srv:
+        with AppServer(create_app(settings, svc), sign_in=True) as srv:
             shoot(srv.url + "/wall", out / "wall-1920.png", (1920, 1080))
             shoot(srv.url + "/wall", out / "wall-3840.png", (3840, 2160))
 
