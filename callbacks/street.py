@@ -156,6 +156,27 @@ def quiet_index(resp):
     return resp
 
 
+def first_picture(services) -> str:
+    """The page's first picture for the HTML of ``/street`` (dashboard.street.snapshot): the layout
+    ``/_dash-layout`` will hold for this request, built by the router for the signed-in principal's
+    scope (the same server-side check; the access gate has already refused a foreign ``?scope=``).
+    Empty when it cannot be built: the page then simply waits for Dash, as before."""
+    import flask
+
+    from callbacks.router import render
+    from dashboard.street.snapshot import snapshot
+    from layouts.shell import shell
+
+    if not flask.has_request_context() or flask.request.path != PATH:
+        return ""
+    search = flask.request.query_string.decode("latin-1")
+    try:
+        return snapshot(shell(render(services, PATH, "?" + search if search else "")))
+    except Exception:  # a picture is an optimisation: never the reason a page fails
+        log.exception("street first picture failed")
+        return ""
+
+
 def register(app, services) -> None:
     from callbacks.router import PAGES
 

@@ -52,6 +52,17 @@ class CommandCenter(dash.Dash):
 
         path = flask.request.path if flask.has_request_context() else "/"
         kwargs["scripts"] = trim(kwargs["scripts"], path)
+        # A2b: /street paints its first picture from the HTML; Dash's scripts run after that paint
+        # (callbacks/street.py first_picture, page_scripts.DEFERRED)
+        from .page_scripts import deferred_start
+
+        if deferred_start(path):
+            from callbacks.street import first_picture
+
+            kwargs["renderer"] = ""
+            services = getattr(self, "services", None)
+            picture = first_picture(services) if services is not None else ""
+            kwargs["app_entry"] = picture + kwargs["app_entry"]
         kwargs["metas"] = preload(self.config.requests_pathname_prefix) + kwargs["metas"]
         index = super().interpolate_index(**kwargs)
         # the page's language (screen readers, and Simplified Chinese glyphs), and the request's CSP

@@ -23,6 +23,10 @@ Pages that need a heavy bundle only for themselves get it only there (``ONLY_ON`
 page's AG Grid (1.3 MB) would otherwise be fetched and evaluated by every wall. The page's
 ``<html lang>`` and the CSP nonce on its inline scripts are set here too (``html_lang``,
 ``stamp_nonce``; dashboard.access.hardening says why).
+
+The street secretary's page (``DEFERRED``) paints a picture of itself from its HTML first
+(dashboard/street/snapshot.py); its framework scripts are fetched from the start but run after that
+paint (``trim`` turns them into preload links that assets/street-start.js runs in order).
 """
 from __future__ import annotations
 
@@ -33,6 +37,16 @@ UNUSED = ("/dash/dash_table/", "/dash/dcc/")
 EAGER = {"/dash_leaflet/dash_leaflet.": "async-GeoJSON.js"}  # bundle -> chunk beside it
 
 ONLY_ON = {"/dash_ag_grid/": ("/audit",)}  # bundle -> the only paths whose index carries it
+
+# Pages whose HTML carries their first picture (callbacks/street.py first_picture): there Dash's
+# ~200 kB of scripts are fetched from the start (preload links, low priority: the picture's style
+# sheets go first) but run only after the picture has been painted, by START (assets/street-start.js,
+# deferred), which adds them in order and then starts Dash as its inline start would have. With
+# plain ``defer`` a fast connection ran them all before the first paint (Chromium does not wait for
+# a paint before deferred scripts), and the picture showed only with Dash's page. Other pages are
+# unchanged.
+DEFERRED = ("/street",)
+START = "/assets/street-start.js"
 
 _TAG = re.compile(r'<script src="([^"]+)"></script>')
 _HTML = re.compile(r"<html(\s[^>]*)?>", re.IGNORECASE)
@@ -47,8 +61,14 @@ def preload(prefix: str) -> str:
 
 
 def trim(scripts_html: str, path: str = "/") -> str:
+    deferred = path in DEFERRED
+    start: list[str] = []
+
     def keep(m: re.Match) -> str:
         src = m.group(1)
+        if START in src:  # only where it replaces Dash's inline start, and after every other script
+            start.append(src)
+            return ""
         if any(part in src for part in UNUSED):
             return ""
         if any(part in src and path not in paths for part, paths in ONLY_ON.items()):
@@ -61,7 +81,19 @@ def trim(scripts_html: str, path: str = "/") -> str:
         # beside the bundle, under the app's path prefix: where webpack itself would look for it
         after = src[:src.rindex("/") + 1] + chunk
         return m.group(0) + f'\n<script src="{after}"></script>'
-    return _TAG.sub(keep, scripts_html)
+    out = _TAG.sub(keep, scripts_html)
+    if not deferred:
+        return out
+    # data-src: what START runs (and the src Dash checks its index for)
+    out = _TAG.sub(lambda m: f'<link rel="preload" as="script" fetchpriority="low" href="{m.group(1)}" '
+                             f'data-src="{m.group(1)}">', out)
+    # Dash checks its index for the start's id
+    return out + "".join(f'\n<script defer id="_dash-renderer" src="{src}"></script>' for src in start)
+
+
+def deferred_start(path: str) -> bool:
+    """Whether ``path``'s index starts Dash from START (its inline start must then go)."""
+    return path in DEFERRED
 
 
 def html_lang(index: str, query_lang: str | None, default: str = "zh") -> str:

@@ -66,5 +66,20 @@
     drill(el.dataset.code, el);
   });
 
+  // The first picture (dashboard/street/snapshot.py) is hidden by street.css once Dash has rendered
+  // the page; it goes from the document then, so the page holds its content once.
+  const snap = document.querySelector(".st-snap");
+  if (snap) {
+    const gone = function () {
+      if (!document.getElementById(PAGE)) return false;
+      snap.remove();
+      return true;
+    };
+    if (!gone()) {
+      const watch = new MutationObserver(function () { if (gone()) watch.disconnect(); });
+      watch.observe(document.getElementById("react-entry-point") || document.body, { childList: true, subtree: true });
+    }
+  }
+
   window.streetView = { drill: drill };
 })();
