@@ -17,7 +17,7 @@ from selenium.webdriver.common.by import By
 from dashboard import synthetic_city as sc
 from dashboard.access.users import add_user
 from dashboard.app import create_app
-from tests.integration.wallkit import AppServer, chrome, free_port, severe_logs, wait_for
+from tests.integration.wallkit import AppServer, Browsers, fill_sign_in, free_port, severe_logs, wait_for
 from tests.processes import end_process
 
 pytestmark = pytest.mark.browser
@@ -40,22 +40,12 @@ def server(stack, make_services):
 
 @pytest.fixture
 def browser():
-    drivers = []
-
-    def _open(width=1440, height=900):
-        d = chrome(width, height, performance_log=False)
-        drivers.append(d)
-        return d
-    yield _open
-    for d in drivers:
-        d.quit()
+    opened = Browsers(1440, 900)
+    yield opened
+    opened.close()
 
 
-def sign_in(driver, username: str, password: str) -> None:
-    driver.find_element(By.ID, "username").clear()
-    driver.find_element(By.ID, "username").send_keys(username)
-    driver.find_element(By.ID, "password").send_keys(password)
-    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+sign_in = fill_sign_in
 
 
 def query(driver) -> dict:

@@ -13,7 +13,7 @@ from dashboard.access import audit
 from dashboard.access.users import add_user
 from dashboard.app import create_app
 from dashboard.store.schema import person
-from tests.integration.wallkit import AppServer, chrome, free_port, severe_logs, wait_for
+from tests.integration.wallkit import AppServer, Browsers, sign_in_page, free_port, severe_logs, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -47,25 +47,13 @@ def server(city):
 
 @pytest.fixture
 def browser():
-    drivers = []
-
-    def _open(width=1440, height=900):
-        d = chrome(width, height, performance_log=False)
-        drivers.append(d)
-        return d
-    yield _open
-    for d in drivers:
-        d.quit()
+    opened = Browsers(1440, 900)
+    yield opened
+    opened.close()
 
 
 def sign_in(d, url: str, username: str, next_path: str) -> None:
-    from urllib.parse import quote
-
-    d.get(f"{url}/signin?next={quote(next_path)}")
-    wait_for(d, "document.querySelector('#username') !== null")
-    d.find_element(By.ID, "username").send_keys(username)
-    d.find_element(By.ID, "password").send_keys(PASSWORD)
-    d.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    sign_in_page(d, url, username, PASSWORD, next_path)
 
 
 def test_access280_the_wall_runs_under_the_csp_and_refuses_a_foreign_inline_script(server, browser):

@@ -16,7 +16,7 @@ from dashboard import synthetic_city as sc
 from dashboard.access import audit
 from dashboard.access.users import add_token, add_user, revoke_token
 from dashboard.app import create_app
-from tests.integration.wallkit import AppServer, chrome, severe_logs, wait_for
+from tests.integration.wallkit import AppServer, Browsers, severe_logs, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -40,15 +40,9 @@ def server(stack, make_services):
 
 @pytest.fixture
 def browser():
-    drivers = []
-
-    def _open(width=1440, height=900):
-        d = chrome(width, height, performance_log=False)
-        drivers.append(d)
-        return d
-    yield _open
-    for d in drivers:
-        d.quit()
+    opened = Browsers(1440, 900)
+    yield opened
+    opened.close()
 
 
 FORGE = """

@@ -20,7 +20,7 @@ from dashboard import synthetic_city as sc
 from dashboard.access.users import add_user
 from dashboard.app import create_app
 from dashboard.store.schema import hazard
-from tests.integration.wallkit import AppServer, chrome, free_port, severe_logs, wait_for
+from tests.integration.wallkit import AppServer, Browsers, sign_in_page, free_port, severe_logs, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -52,23 +52,13 @@ def server(stack, make_services):
 
 @pytest.fixture
 def browser():
-    drivers = []
-
-    def _open(width, height):
-        d = chrome(width, height, performance_log=False)
-        drivers.append(d)
-        return d
-    yield _open
-    for d in drivers:
-        d.quit()
+    opened = Browsers()
+    yield opened
+    opened.close()
 
 
 def sign_in(d, url: str) -> None:
-    d.get(url + "/signin")
-    wait_for(d, "document.querySelector('#username') !== null")
-    d.find_element(By.ID, "username").send_keys("secretary")
-    d.find_element(By.ID, "password").send_keys(PASSWORD)
-    d.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    sign_in_page(d, url, "secretary", PASSWORD)
     wait_for(d, "!!window.wallReady && !!document.querySelector('#street-figures .st-fig')", timeout=90)
 
 

@@ -15,7 +15,7 @@ import requests
 from dashboard import synthetic_city as sc
 from dashboard.access.users import add_user
 from dashboard.app import create_app
-from tests.integration.wallkit import AppServer, chrome, free_port, severe_logs, wait_for
+from tests.integration.wallkit import AppServer, Browsers, sign_in_page, free_port, severe_logs, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -51,15 +51,9 @@ def server(city):
 
 @pytest.fixture
 def browser():
-    drivers = []
-
-    def _open(width=1920, height=1080):
-        d = chrome(width, height, performance_log=False)
-        drivers.append(d)
-        return d
-    yield _open
-    for d in drivers:
-        d.quit()
+    opened = Browsers(1920, 1080)
+    yield opened
+    opened.close()
 
 
 def consume(svc):
@@ -71,13 +65,7 @@ def consume(svc):
 
 
 def sign_in(d, url: str, next_path: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    d.get(f"{url}/signin?next={next_path}")
-    wait_for(d, "document.querySelector('#username') !== null")
-    d.find_element(By.ID, "username").send_keys("operator")
-    d.find_element(By.ID, "password").send_keys(PASSWORD)
-    d.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    sign_in_page(d, url, "operator", PASSWORD, next_path)
 
 
 def popup_text(d, event_id: str) -> str:

@@ -177,6 +177,41 @@ def chrome(width: int = 1920, height: int = 1080, performance_log: bool = True):
     return driver
 
 
+class Browsers:
+    """Chromium windows a test opens, all closed at its end (the browser fixtures' one body)."""
+
+    def __init__(self, width: int = 1440, height: int = 900):
+        self.size, self.drivers = (width, height), []
+
+    def __call__(self, width: int | None = None, height: int | None = None):
+        d = chrome(width or self.size[0], height or self.size[1], performance_log=False)
+        self.drivers.append(d)
+        return d
+
+    def close(self) -> None:
+        for d in self.drivers:
+            d.quit()
+
+
+def fill_sign_in(driver, username: str, password: str) -> None:
+    """Type into the /signin form the driver shows, and send it."""
+    from selenium.webdriver.common.by import By
+
+    wait_for(driver, "document.querySelector('#username') !== null")
+    driver.find_element(By.ID, "username").clear()
+    driver.find_element(By.ID, "username").send_keys(username)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+
+def sign_in_page(driver, base_url: str, username: str, password: str, next_path: str = "") -> None:
+    """Sign in through the real /signin page (CSRF token and all), then go to ``next_path``."""
+    from urllib.parse import quote
+
+    driver.get(f"{base_url}/signin" + (f"?next={quote(next_path)}" if next_path else ""))
+    fill_sign_in(driver, username, password)
+
+
 def _cpu_ticks(root: int) -> int:
     """utime + stime (clock ticks) of root and all its descendants: the browser's processes."""
     import os
