@@ -140,3 +140,19 @@ def alive(pid: int) -> bool:
             return f.read().split(") ")[-1][0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def case_services(stack, make_services, **overrides):
+    """Services on ``stack`` with the test regions and no automatic escalation sweep: the case tests
+    send their own timelines, whose deadlines may pass, and an escalation there would be noise."""
+    services = make_services(*stack, escalation_sweep_s=0, **overrides)
+    seed_regions(services.engine)
+    return services
+
+
+def consume(services, **kw) -> dict:
+    """One burst of a consumer (named c1 unless told) over what the stream holds."""
+    from dashboard.feed.consumer import Consumer
+
+    kw.setdefault("name", "c1")
+    return Consumer(services, **kw).run(burst=True)

@@ -12,7 +12,6 @@ import sqlalchemy as sa
 
 from dashboard.cases.workcalendar import WorkCalendar, load_holidays, parse_holidays
 from dashboard.feed.casework import CaseContext
-from dashboard.feed.consumer import Consumer
 from dashboard.feed.contract import DELTAS
 from dashboard.feed.deltas import decode
 from dashboard.store.schema import event, event_step, hazard
@@ -28,15 +27,10 @@ def t(text: str) -> datetime:
 
 @pytest.fixture
 def svc(stack, make_services):
-    # no automatic escalation sweep (C2's, in the consumer's loop): these cases' deadlines may pass
-    services = make_services(*stack, escalation_sweep_s=0)
-    F.seed_regions(services.engine)
-    return services
+    return F.case_services(stack, make_services)
 
 
-def consume(services, **kw) -> dict:
-    kw.setdefault("name", "c1")
-    return Consumer(services, **kw).run(burst=True)
+consume = F.consume
 
 
 def report(eid: str, sub: str, cat: str, at: datetime, **kw) -> dict:

@@ -22,9 +22,7 @@ M_LAT = 1 / 111_320            # one metre north, in degrees
 
 @pytest.fixture
 def svc(stack, make_services):
-    services = make_services(*stack, escalation_sweep_s=0)
-    F.seed_regions(services.engine)
-    return services
+    return F.case_services(stack, make_services)
 
 
 def at(minutes_ago: float) -> str:

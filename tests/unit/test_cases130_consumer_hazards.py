@@ -9,7 +9,6 @@ from datetime import datetime
 import pytest
 import sqlalchemy as sa
 
-from dashboard.feed.consumer import Consumer
 from dashboard.store.schema import feed_pending, hazard
 
 from . import feed_support as F
@@ -21,14 +20,10 @@ def t(text: str) -> datetime:
 
 @pytest.fixture
 def svc(stack, make_services):
-    services = make_services(*stack, escalation_sweep_s=0)
-    F.seed_regions(services.engine)
-    return services
+    return F.case_services(stack, make_services)
 
 
-def consume(services, **kw) -> dict:
-    kw.setdefault("name", "c1")
-    return Consumer(services, **kw).run(burst=True)
+consume = F.consume
 
 
 def msg(mid: str, type_: str, hid: str, when: datetime, **kw) -> dict:

@@ -20,9 +20,7 @@ NOW = datetime.now(F.CST)
 
 @pytest.fixture
 def svc(stack, make_services):
-    services = make_services(*stack, escalation_sweep_s=0)   # the messages here are the tests' own
-    F.seed_regions(services.engine)
-    return services
+    return F.case_services(stack, make_services)
 
 
 def at(minutes_ago: float) -> str:

@@ -24,8 +24,7 @@ STREET_OFFICE = F.STREET + ":street_office"
 
 @pytest.fixture
 def svc(stack, make_services):
-    services = make_services(*stack, escalation_sweep_s=0)
-    F.seed_regions(services.engine)
+    services = F.case_services(stack, make_services)
     with services.engine.begin() as conn:
         seed_demo_units(conn)
     return services
