@@ -9,7 +9,6 @@ import pytest
 import sqlalchemy as sa
 
 from dashboard.cases.machine import CASE_RULES, CASE_STATES, RESUME, SAME
-from dashboard.feed.consumer import Consumer
 from dashboard.feed.contract import DEAD_LETTER
 from dashboard.store.schema import event, event_step, feed_pending
 
@@ -39,15 +38,10 @@ EXT_DEADLINE = None  # set per run: later than any case's deadline
 
 @pytest.fixture
 def svc(stack, make_services):
-    # no automatic escalation sweep (C2's, in the consumer's loop): these cases' deadlines may pass
-    services = make_services(*stack, escalation_sweep_s=0)
-    F.seed_regions(services.engine)
-    return services
+    return F.case_services(stack, make_services)
 
 
-def consume(services, **kw) -> dict:
-    kw.setdefault("name", "c1")
-    return Consumer(services, **kw).run(burst=True)
+consume = F.consume
 
 
 NOW = datetime.now(F.CST)  # one moment for every case: identical paths give identical rows
