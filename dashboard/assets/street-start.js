@@ -26,7 +26,10 @@
       s.onerror = one;  // Dash then starts and says what is missing
       document.body.appendChild(s);
     });
-    if (!srcs.length && typeof window.DashRenderer === "function") window.renderer = new window.DashRenderer();
+    // no deferred scripts: not a page this file starts (an app serving the assets folder without
+    // dashboard.page_scripts, such as a test's bare Dash app); Dash's own start has run, and a
+    // second renderer would draw the layout twice into one DOM
+    if (!srcs.length) return;
   }
 
   // after the picture's frame and one more (a busy machine presents a frame late, and a script
