@@ -83,6 +83,21 @@ def cli_consume_pool(settings: Settings, name: str | None = None, burst: bool = 
     return 1 if failed else 0
 
 
+def report_line(name: str, stats: dict, out=None) -> None:
+    """The worker's closing ``name: k=v ...`` line, in one write.
+
+    The workers share the parent's stdout. ``print`` writes the text and the
+    newline in two calls, which under ``PYTHONUNBUFFERED`` (as in CI) are two
+    syscalls, so two workers finishing together interleaved as
+    ``p-1: ...p-2: ...`` then two newlines. One write of a short line to a pipe
+    is atomic (POSIX, under ``PIPE_BUF``)."""
+    import sys
+
+    out = out or sys.stdout
+    out.write(f"{name}: " + " ".join(f"{k}={v}" for k, v in stats.items()) + "\n")
+    out.flush()
+
+
 def _worker(settings: Settings, redis_url: str, name: str, burst: bool) -> None:
     import threading
 
@@ -105,7 +120,7 @@ def _worker(settings: Settings, redis_url: str, name: str, burst: bool) -> None:
                         stream_maxlen=settings.stream_maxlen, timezone_name=settings.timezone, stop_event=stop)
     try:
         stats = consumer.run(burst=burst)
-        print(f"{name}: " + " ".join(f"{k}={v}" for k, v in stats.items()), flush=True)
+        report_line(name, stats)
     finally:
         r.close()
         engine.dispose()
