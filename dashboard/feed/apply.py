@@ -90,6 +90,9 @@ class Outcome:
     parked: int = 0
     released: int = 0
     stale: int = 0   # case.escalate messages the case had moved past (recorded, nothing changed)
+    # the batch's reports with a point, for the consumer's duplicate index once committed
+    # (DuplicateIndex.merge: cheaper than learning them again from the deltas)
+    reports: Any = None
 def _member(column, values: list, pg: bool):
     """``column IN values`` as ONE parameter, not one per value: an array on PostgreSQL
     (``= ANY``), a JSON array on SQLite (``json_each``). The statement then compiles once and
@@ -189,7 +192,8 @@ class _Batch:
         self.seen: set[str] = set()
         self.handlers = {t: getattr(self, "on_" + t.replace(".", "_")) for t in MESSAGE_TYPES}
         # reports of this batch, for duplicates within it (the shared index learns them after commit)
-        self.batch_reports = type(ctx.duplicates)(ctx.duplicates.radius_m, ctx.duplicates.window_h)
+        self.batch_reports = ctx.duplicates.like()
+        self.out.reports = self.batch_reports
 
     # --- loading ------------------------------------------------------------
     def load(self, items: list[Item], recheck_events: Iterable[str] = (), recheck_hazards: Iterable[str] = (),
@@ -320,9 +324,10 @@ class _Batch:
         dl = ctx.fresh(m.category, m.subcategory, at)
         dup = None
         if item.lon is not None and m.subcategory is not None:
-            dup = ctx.duplicates.find(m.subcategory, item.lon, item.lat, at) or \
-                self.batch_reports.find(m.subcategory, item.lon, item.lat, at)
-            self.batch_reports.add(m.event_id, m.subcategory, item.lon, item.lat, at)
+            ts = at.timestamp()
+            dup = ctx.duplicates.find(m.subcategory, item.lon, item.lat, ts) or \
+                self.batch_reports.find(m.subcategory, item.lon, item.lat, ts)
+            self.batch_reports.add(m.event_id, m.subcategory, item.lon, item.lat, ts)
         row = {
             "id": m.event_id, "grid_code": item.grid, "category": m.category, "subcategory": m.subcategory,
             "level": level, "urgent": m.urgent, "state": "reported", "source": m.source,
@@ -765,8 +770,9 @@ class _Batch:
     def build_deltas(self) -> None:
         tz = self.tz
         out = self.out.deltas
+        memo: dict = {}
         for i in list(self.new_events) + sorted(self.dirty_events):
-            out.append(D.event_delta(self.events[i], tz))
+            out.append(D.event_delta(self.events[i], tz, memo=memo))
         for i in list(self.new_hazards) + sorted(self.dirty_hazards):
             out.append(D.hazard_delta(self.hazards[i], tz))
         for row in self.positions.values():

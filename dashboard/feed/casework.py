@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 UTC = timezone.utc
 REGISTER_TTL_S = 30.0          # how long a loaded register of handling units is used before reloading
 M_PER_DEG_LAT = 111_320.0
+FRESH_MEMO_MAX = 4096          # fresh deadlines remembered (a night's worth of reports is a handful)
 
 
 @dataclass
@@ -142,6 +143,7 @@ class CaseContext:
         self.fast.value_year(datetime.now(UTC))
         self.tax = _taxonomy.load()
         self.share = due_soon_share
+        self._fresh_memo: dict[tuple, tuple] = {}  # (clock value, allowance) -> fresh deadline
         self.duplicates = DuplicateIndex(duplicate_radius_m, duplicate_window_h)
         self._register = None
         self._register_at = 0.0
@@ -185,13 +187,21 @@ class CaseContext:
                             start + timedelta(seconds=(1.0 - self.share) * allowance), False)
         fast = self.fast
         v0, y0 = fast.value_year(start)
-        at, y1 = fast.instant_year(v0 + allowance, y0)
-        soon = fast.instant(v0 + (1.0 - self.share) * allowance, y0)
+        # every report outside working hours (nights, weekends, holidays: most of the week) starts
+        # from the same clock value, the last close, so their deadlines repeat until the next opening
+        key = (v0, allowance)
+        hit = self._fresh_memo.get(key)
+        if hit is None:
+            at, y1 = fast.instant_year(v0 + allowance, y0)
+            soon = fast.instant(v0 + (1.0 - self.share) * allowance, y0)
+            provisional = not (y0 == y1 and self.cal.knows_year(y0)) and \
+                any(not self.cal.knows_year(y) for y in range(y0, y1 + 1))
+            if len(self._fresh_memo) >= FRESH_MEMO_MAX:
+                self._fresh_memo.clear()
+            hit = self._fresh_memo[key] = (at, soon, provisional)
+        at, soon, provisional = hit
         # from outside working hours the clock's value there is the last close: not before the start
-        at, soon = max(at, start), max(soon, start)
-        provisional = not (y0 == y1 and self.cal.knows_year(y0)) and \
-            any(not self.cal.knows_year(y) for y in range(y0, y1 + 1))
-        return Deadline(at, dl.kind, allowance, soon, provisional)
+        return Deadline(max(at, start), dl.kind, allowance, max(soon, start), provisional)
 
     def set_to(self, basis: str | None, start: datetime, deadline: datetime) -> Deadline:
         """A deadline set by a step (registered, dispatched, escalated with deadline_at): the
@@ -288,15 +298,21 @@ class _Open:
     at: float          # POSIX seconds of the report
 
 
+# A cell is one int: x * _ROW + y. Cells are ``radius`` metres wide (50 m by default), so y
+# stays far below _ROW / 2 anywhere on Earth and two cells never share a key.
+_ROW = 1 << 24
+_AROUND = tuple(dx * _ROW + dy for dx in (-1, 0, 1) for dy in (-1, 0, 1))
+
+
 @dataclass
 class DuplicateIndex:
-    """Open cases with a point, by (小类, cell): cells are ``radius`` metres wide, so a match
+    """Open cases with a point, by 小类 and cell: cells are ``radius`` metres wide, so a match
     within the radius is in one of the 3 x 3 cells around the report."""
 
     radius_m: float = 50.0
     window_h: float = 24.0
-    cells: dict = field(default_factory=dict)       # (sub, cx, cy) -> {event id: _Open}
-    where: dict = field(default_factory=dict)       # event id -> (sub, cx, cy)
+    cells: dict = field(default_factory=dict)       # sub -> {cell: {event id: _Open}}
+    where: dict = field(default_factory=dict)       # event id -> (sub, cell)
     seeded: bool = False
     deltas_from: str = "$"                          # grid:deltas read position (other consumers)
     _lon_m: float = 0.0
@@ -305,55 +321,99 @@ class DuplicateIndex:
     def window_s(self) -> float:
         return self.window_h * 3600.0
 
-    def _cell(self, sub: str, lon: float, lat: float) -> tuple:
+    def like(self) -> "DuplicateIndex":
+        """An empty index with the same cells (a batch's, to be merged into this one)."""
+        return DuplicateIndex(self.radius_m, self.window_h, _lon_m=self._lon_m)
+
+    def _key(self, lon: float, lat: float) -> int:
         if not self._lon_m:
             self._lon_m = M_PER_DEG_LAT * math.cos(math.radians(lat))  # the jurisdiction is small
-        return (sub, math.floor(lon * self._lon_m / self.radius_m), math.floor(lat * M_PER_DEG_LAT / self.radius_m))
+        r = self.radius_m
+        return math.floor(lon * self._lon_m / r) * _ROW + math.floor(lat * M_PER_DEG_LAT / r)
 
     def add(self, eid: str, sub: str | None, lon: float | None, lat: float | None, at: datetime | float) -> None:
         if sub is None or lon is None or lat is None or self.radius_m <= 0:
             return
         if eid in self.where:
             return
-        key = self._cell(sub, lon, lat)
-        self.cells.setdefault(key, {})[eid] = _Open(eid, lon, lat, at if isinstance(at, float) else at.timestamp())
-        self.where[eid] = key
+        key = self._key(lon, lat)
+        by_cell = self.cells.get(sub)
+        if by_cell is None:
+            by_cell = self.cells[sub] = {}
+        cell = by_cell.get(key)
+        if cell is None:
+            cell = by_cell[key] = {}
+        cell[eid] = _Open(eid, lon, lat, at if isinstance(at, float) else at.timestamp())
+        self.where[eid] = (sub, key)
+
+    def merge(self, other: "DuplicateIndex | None") -> None:
+        """Take in ``other``'s cases (a committed batch's reports), keeping those known already."""
+        if other is None:
+            return
+        if not self._lon_m:
+            self._lon_m = other._lon_m
+        if other._lon_m != self._lon_m:  # cells of another width: place each case again
+            for by_cell in other.cells.values():
+                for cell in by_cell.values():
+                    for o in cell.values():
+                        self.add(o.id, other.where[o.id][0], o.lon, o.lat, o.at)
+            return
+        where = self.where
+        for sub, by_cell in other.cells.items():
+            mine = self.cells.get(sub)
+            if mine is None:
+                mine = self.cells[sub] = {}
+            for key, cell in by_cell.items():
+                into = mine.get(key)
+                if into is None:
+                    into = mine[key] = {}
+                for eid, o in cell.items():
+                    if eid not in where:
+                        into[eid] = o
+                        where[eid] = (sub, key)
 
     def drop(self, eid: str) -> None:
-        key = self.where.pop(eid, None)
-        if key is not None:
-            cell = self.cells.get(key)
+        place = self.where.pop(eid, None)
+        if place is not None:
+            sub, key = place
+            by_cell = self.cells.get(sub)
+            cell = by_cell.get(key) if by_cell is not None else None
             if cell is not None:
                 cell.pop(eid, None)
                 if not cell:
-                    del self.cells[key]
+                    del by_cell[key]
+                    if not by_cell:
+                        del self.cells[sub]
 
-    def find(self, sub: str | None, lon: float | None, lat: float | None, at: datetime) -> str | None:
+    def find(self, sub: str | None, lon: float | None, lat: float | None, at: datetime | float) -> str | None:
         """The nearest open case of ``sub`` within the radius, reported at most ``window_h`` hours
         before ``at`` (and not after it); None when there is none."""
-        if sub is None or lon is None or lat is None or self.radius_m <= 0 or not self.cells:
+        if sub is None or lon is None or lat is None or self.radius_m <= 0:
             return None
-        t = at.timestamp()
-        sub_, cx, cy = self._cell(sub, lon, lat)
+        by_cell = self.cells.get(sub)
+        if not by_cell:
+            return None
+        t = at if isinstance(at, float) else at.timestamp()
+        since = t - self.window_s
+        key = self._key(lon, lat)
         best, best_d = None, self.radius_m
         kx = self._lon_m
-        for dx in (-1, 0, 1):
-            for dy in (-1, 0, 1):
-                cell = self.cells.get((sub_, cx + dx, cy + dy))
-                if not cell:
+        for off in _AROUND:
+            cell = by_cell.get(key + off)
+            if not cell:
+                continue
+            for o in cell.values():
+                if not (since <= o.at <= t):
                     continue
-                for o in cell.values():
-                    if not (t - self.window_s <= o.at <= t):
-                        continue
-                    d = math.hypot((o.lon - lon) * kx, (o.lat - lat) * M_PER_DEG_LAT)
-                    if d <= best_d and (best is None or d < best_d or o.at < best.at):
-                        best, best_d = o, d
+                d = math.hypot((o.lon - lon) * kx, (o.lat - lat) * M_PER_DEG_LAT)
+                if d <= best_d and (best is None or d < best_d or o.at < best.at):
+                    best, best_d = o, d
         return best.id if best is not None else None
 
     def prune(self, now: datetime) -> None:
         cutoff = now.timestamp() - self.window_s - 3600.0
-        for eid in [e for e, key in self.where.items()
-                    if (o := self.cells[key].get(e)) is not None and o.at < cutoff]:
+        for eid in [e for e, (sub, key) in self.where.items()
+                    if (o := self.cells[sub][key].get(e)) is not None and o.at < cutoff]:
             self.drop(eid)
 
     def seed(self, conn, now: datetime, open_states) -> None:

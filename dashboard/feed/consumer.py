@@ -46,6 +46,7 @@ DEAD_MAXLEN = 100_000       # dead letters kept for operators (each is also logg
 PENDING_MAX_AGE_S = 300.0   # a held step waits this long for its predecessor or its event
 TRIM_SCAN = 10_000          # at most this many entries trimmed per pass
 LAG_SCAN = 1_000            # Redis 6 has no XINFO lag: count at most this many undelivered
+OWN_DELTAS_MAX = 10_000     # own grid:deltas entries remembered until read back (one per batch)
 BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
 
 
@@ -175,6 +176,7 @@ class Consumer:
         self._stop = stop_event or threading.Event()
         self.backoff = Backoff()
         self.rate = RateMeter()
+        self._own_deltas: set[str] = set()  # grid:deltas entries this consumer published
         self.stats = {"batches": 0, "applied": 0, "duplicates": 0, "dead": 0, "parked": 0, "released": 0,
                       "stale": 0}
         self._post: list | None = None  # Redis work left after a commit (Redis went away)
@@ -344,6 +346,7 @@ class Consumer:
         dead += [(it.stream_id, it.raw, reason, it.msg.id) for it, reason in misplaced]
         self._follow_deltas()  # what the other consumers applied, for the duplicates check
         outcome = self._commit(placed)
+        self.cases.duplicates.merge(outcome.reports)  # before follow: it then skips them as known
         self.cases.duplicates.follow(outcome.deltas, OPEN_STATES)
         dead += outcome.dead
         self.stats["batches"] += 1
@@ -368,7 +371,14 @@ class Consumer:
             pipe.xack(STREAM, GROUP, *ids)
         if self.push:
             D.publish_command(pipe, deltas)
-        pipe.execute()
+        res = pipe.execute()
+        idx = self.cases.duplicates
+        if self.push and deltas and idx.seeded and idx.deltas_from != "$":
+            # _follow_deltas skips this entry unread: its cases are in the index already (following
+            # them again is harmless, so a set that somehow grows is simply forgotten)
+            if len(self._own_deltas) > OWN_DELTAS_MAX:
+                self._own_deltas.clear()
+            self._own_deltas.add(_s(res[-1]))
         self._post = None
         for sid, _payload, reason, mid in dead:
             log.warning("dead letter", extra={"message_id": mid, "stream_id": sid, "reason": reason,
@@ -470,6 +480,9 @@ class Consumer:
                     return
                 entries = resp[0][1]
                 for sid, fields in entries:
+                    if self._own_deltas and _s(sid) in self._own_deltas:
+                        self._own_deltas.discard(_s(sid))
+                        continue
                     payload = fields.get(b"d", fields.get("d"))
                     # most entries are position pings' only: skip them without decoding
                     if payload and b'"k":"event"' in (payload if isinstance(payload, bytes) else payload.encode()):

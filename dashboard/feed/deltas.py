@@ -22,17 +22,28 @@ def iso(value: datetime | None, tz: tzinfo) -> str | None:
     return None if value is None else value.astimezone(tz).isoformat(timespec="seconds")
 
 
-def event_delta(row: dict, tz: tzinfo, op: str = "upsert") -> dict:
+def event_delta(row: dict, tz: tzinfo, op: str = "upsert", memo: dict | None = None) -> dict:
+    """``memo`` (one per batch) keeps the texts of deadlines: a batch's reports outside working
+    hours share theirs."""
     text = row.get("description") or ""
+    dl, ds = row.get("deadline_at"), row.get("due_soon_at")
+    if memo is None:
+        dl, ds = iso(dl, tz), iso(ds, tz)
+    else:
+        key = (dl, ds)
+        hit = memo.get(key)
+        if hit is None:
+            hit = memo[key] = (iso(dl, tz), iso(ds, tz))
+        dl, ds = hit
     return {
         "k": "event", "op": op, "g": row["grid_code"], "id": row["id"],
         "lon": row.get("lon"), "lat": row.get("lat"),
         "cat": row["category"], "sub": row.get("subcategory"), "lvl": row["level"],
         "urg": bool(row.get("urgent")), "st": row["state"], "src": row["source"],
-        "at": iso(row["reported_at"], tz), "dl": iso(row.get("deadline_at"), tz),
+        "at": iso(row["reported_at"], tz), "dl": dl,
         "h": row.get("handler"), "txt": text[:TEXT_CHARS], "addr": row.get("address"),
         # the case engine's clock and links (no people: units are offices, ids are cases)
-        "ds": iso(row.get("due_soon_at"), tz), "pv": bool(row.get("deadline_provisional")),
+        "ds": ds, "pv": bool(row.get("deadline_provisional")),
         "u": row.get("unit_code"), "sv": row.get("supervisions") or 0,
         "dup": row.get("duplicate_of"), "mi": row.get("merged_into"),
     }

@@ -1,0 +1,113 @@
+"""The consumer's shortcuts on its hot path give what the long way gives: remembered fresh
+deadlines (casework.CaseContext.fresh), the duplicate index taking in a committed batch
+(DuplicateIndex.merge), and a consumer not reading its own deltas back (issue 17, ingest)."""
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from dashboard.feed.casework import CaseContext, DuplicateIndex
+from dashboard.feed.consumer import Consumer
+from dashboard.store.schema import event
+
+from . import feed_support as F
+
+M_LAT = 1 / 111_320
+
+
+def _kinds(ctx: CaseContext) -> list[tuple[str, str]]:
+    """(大类, 小类) pairs with distinct allowances, working and natural."""
+    seen, out = set(), []
+    for cat in ctx.tax.categories.values():
+        for sub in cat.subcategories.values():
+            key = (sub.deadline.kind, sub.deadline.amount)
+            if key not in seen:
+                seen.add(key)
+                out.append((cat.code, sub.code))
+    return out
+
+
+def test_cases123_remembered_fresh_deadlines_are_the_computed_ones():
+    ctx = CaseContext()
+    kinds = _kinds(ctx)
+    assert len({ctx.rule(c, s).deadline.kind for c, s in kinds}) == 3 and len(kinds) >= 5
+    rnd = random.Random(23)
+    base = datetime(2026, 9, 25, tzinfo=timezone.utc)  # across National Day and its make-up Saturday
+    starts = []
+    for _ in range(400):
+        at = base + timedelta(seconds=rnd.random() * 30 * 86400)
+        starts += [at, at + timedelta(minutes=rnd.random() * 90)]  # pairs: often the same night
+    starts += [datetime(2026, 12, 27, 23, tzinfo=timezone.utc) + timedelta(hours=h) for h in range(0, 72, 5)]
+    for at in starts:
+        for cat, sub in rnd.sample(kinds, 3):
+            got = ctx.fresh(cat, sub, at)
+            want = CaseContext(ctx.cal).fresh(cat, sub, at)   # a context that remembers nothing
+            assert got == want, (cat, sub, at)
+    assert ctx._fresh_memo  # the shortcut was taken
+
+
+def _idx() -> DuplicateIndex:
+    return DuplicateIndex(50.0, 24.0)
+
+
+def test_cases124_a_merged_batch_is_found_and_dropped_like_an_added_one():
+    lon, lat, t = 120.38, 36.06, 1_790_000_000.0
+    main, batch = _idx(), _idx()
+    main.add("OLD", "noise", lon, lat + 300 * M_LAT, t - 3600)
+    batch.add("B1", "noise", lon, lat, t - 60)
+    batch.add("B2", "clutter", lon, lat, t - 60)
+    batch.add("OLD", "noise", lon, lat + 5 * M_LAT, t)  # known already: the index keeps its own
+    main.merge(batch)
+    assert main.find("noise", lon, lat + 10 * M_LAT, t) == "B1"
+    assert main.find("clutter", lon + 0.0001, lat, t) == "B2"
+    assert main.find("noise", lon, lat + 301 * M_LAT, t) == "OLD"
+    assert main.find("noise", lon, lat + 200 * M_LAT, t) is None
+    main.drop("B1")
+    assert main.find("noise", lon, lat + 10 * M_LAT, t) is None
+    main.prune(datetime.fromtimestamp(t + 26 * 3600, timezone.utc))  # past the window: all gone
+    assert main.where == {} and main.cells == {}
+    main.merge(None)
+
+
+def test_cases124_cells_either_side_of_zero_never_share_a_key():
+    idx = _idx()
+    idx.add("N", "noise", 0.0001, 0.0002, 1.0)
+    idx.add("S", "noise", 0.0001, -0.5, 1.0)
+    assert idx.find("noise", 0.0001, 0.0002, 2.0) == "N"
+    assert idx.find("noise", 0.0001, -0.5, 2.0) == "S"
+    assert idx.where["N"] != idx.where["S"]
+
+
+@pytest.fixture
+def svc(stack, make_services):
+    return F.case_services(stack, make_services)
+
+
+def test_cases125_own_deltas_are_skipped_the_others_followed(svc):
+    r = svc.redis
+    now = datetime.now(F.CST)
+    p = F.point_in(1)
+
+    def report(eid: str, minutes_ago: float, north_m: float = 0.0) -> dict:
+        return F.envelope(f"{eid}-r", type="event.reported", event_id=eid, category="disputes",
+                          subcategory="noise", location={"lon": p["lon"], "lat": p["lat"] + north_m * M_LAT},
+                          occurred_at=(now - timedelta(minutes=minutes_ago)).isoformat(), description="噪音")
+
+    c1 = Consumer(svc, name="c1")
+    F.xadd_all(r, [report("S1", 90, north_m=-400)])
+    c1.run(burst=True)                       # seeds c1's index and starts following grid:deltas
+    F.xadd_all(r, [report("S2", 60)])
+    c1.run(burst=True)                       # S2 goes in by merge; its delta entry is c1's own
+    own = set(c1._own_deltas)
+    assert len(own) == 1
+    F.xadd_all(r, [report("S3", 40, north_m=300)])
+    Consumer(svc, name="c2").run(burst=True)  # another consumer's report: learnt from its delta
+    F.xadd_all(r, [report("S4", 10, north_m=10), report("S5", 5, north_m=310)])
+    c1.run(burst=True)
+    assert len(c1._own_deltas) == 1 and not own & c1._own_deltas  # what it read back it let go
+    with svc.engine.connect() as conn:
+        dup = dict(conn.execute(sa.select(event.c.id, event.c.duplicate_of)).all())
+    assert dup["S4"] == "S2" and dup["S5"] == "S3"
