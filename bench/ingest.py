@@ -29,7 +29,10 @@ runs from a common start to the last process done (the stream drained and acknow
                                 the consumers into PostgreSQL (TEST_DATABASE_URL, DATABASE_URL or
                                 postgresql+psycopg://postgres@127.0.0.1:5432/test, in a fresh schema)
 The workload above is reports only: event.reported at random points inside random grids of the demo
-district. Beside it, a mixed workload (skipped with --no-mixed):
+district, at moments spread evenly over the week before the run. A report's deadline is computed on
+the working calendar from its moment; reports outside working hours (nights, the weekend: most of a
+week) share their clock value, and the consumer reuses their deadline, so the spread matters: until
+stop 21 they were 0.5 s apart from 24 h before the run, all in one stretch of the day. Beside it, a mixed workload (skipped with --no-mixed):
   ingest_mixed_shares           the message types and their shares: the first --n messages of the demo
                                 simulator (dashboard/feed/simulate.Generator on the seeded demo district,
                                 at SIM_RATE/SIM_SPEED, from a start before now): position pings, case
@@ -96,7 +99,10 @@ def build_messages(engine, n: int, seed: int = 7) -> list[bytes]:
         pts += got[:per]
     order = rng.permutation(len(pts))[:n]
     cats = list(CATEGORIES)
-    base = datetime.now(CST) - timedelta(days=1)
+    # spread evenly over the last week, so working hours, nights and a weekend come in their real
+    # shares: the consumer's deadline work differs between them (docstring)
+    span = timedelta(days=7)
+    base = datetime.now(CST) - span - timedelta(minutes=10)
     out = []
     for k, i in enumerate(order):
         lon, lat, code = pts[i]
@@ -104,7 +110,7 @@ def build_messages(engine, n: int, seed: int = 7) -> list[bytes]:
         sub = list(CATEGORIES[cat][4])[k % len(CATEGORIES[cat][4])]
         out.append(orjson.dumps({
             "v": 1, "id": f"msg-{k:08d}", "type": "event.reported", "source": "grid_patrol",
-            "occurred_at": (base + timedelta(seconds=k * 0.5)).isoformat(),
+            "occurred_at": (base + span * (k / n)).isoformat(),
             "location": {"lon": round(float(lon), 6), "lat": round(float(lat), 6)}, "region_code": code,
             "actor": {"kind": "staff", "id": f"S{k % 505:06d}"},
             "event_id": f"E{k:08d}", "category": cat, "subcategory": sub,

@@ -733,7 +733,8 @@ class _Batch:
     def write(self) -> None:
         conn = self.conn
         if self.new_events:
-            insert_rows(conn, event, list(self.new_events.values()))
+            rows = list(self.new_events.values())
+            insert_rows(conn, event, rows, _set_columns(rows, EVENT_NULL_AT_REPORT))
         if self.dirty_events:
             rows = [{**{c: self.events[i][c] for c in EVENT_MUTABLE}, "_id": i, "_v": self.event_version[i][0],
                      "_sv": self.event_version[i][1]} for i in sorted(self.dirty_events)]
@@ -793,6 +794,18 @@ def _payload_text(item: Item) -> str:
 
 _INSERTS: dict[tuple, tuple] = {}
 
+# Columns a report leaves NULL (nullable, no default) until a later step sets them: a batch's new
+# events are inserted without those that are NULL in all of them, so the insert binds a
+# third fewer parameters (most new events get no step in the batch that reports them).
+EVENT_NULL_AT_REPORT = frozenset((
+    "handler", "registered_at", "dispatched_at", "responded_at", "closed_at", "satisfaction", "unit_code",
+    "feedback_at", "suspended_at", "resume_state", "remaining_s", "merged_into", "duplicate_of"))
+
+
+def _set_columns(rows: list[dict], maybe_null: frozenset) -> tuple:
+    """The keys of ``rows`` less those of ``maybe_null`` that are None in every row."""
+    return tuple(c for c in rows[0] if c not in maybe_null or any(r[c] is not None for r in rows))
+
 
 def _utc_text(value: datetime) -> str:
     """The exact text SQLAlchemy's SQLite DateTime writes for UTCDateTime (naive UTC, always six
@@ -842,7 +855,7 @@ def _pg_copy_type(column) -> str | None:
     return None
 
 
-def insert_rows(conn: Connection, table, rows: list[dict]) -> None:
+def insert_rows(conn: Connection, table, rows: list[dict], cols: tuple | None = None) -> None:
     """Insert without per-row parameter processing (the hot path of ingest).
 
     SQLite: one Core executemany, the statement compiled once per table and
@@ -853,7 +866,7 @@ def insert_rows(conn: Connection, table, rows: list[dict]) -> None:
     """
     from ..store.types import UTCDateTime
 
-    cols = tuple(rows[0])
+    cols = cols or tuple(rows[0])  # ``cols``: the rows' other keys are left to the table's default
     dialect = conn.dialect
     key = (table.name, dialect.name, cols)
     entry = _INSERTS.get(key)
@@ -881,7 +894,7 @@ def insert_rows(conn: Connection, table, rows: list[dict]) -> None:
         params = _tuples(rows, order, at, to_db)
     else:
         dt = {order[i] for i in at}
-        params = [{c: (to_db(v) if c in dt and v is not None else v) for c, v in r.items()} for r in rows]
+        params = [{c: (to_db(r[c]) if c in dt and r[c] is not None else r[c]) for c in order} for r in rows]
     conn.exec_driver_sql(sql, params)
 
 
