@@ -77,6 +77,16 @@ def test_cases320_header_counts_overdue_and_due_soon_and_warns_of_the_calendar(s
                         out.push(e.dataset.kpi);
                 });
                 return out;""") == []
+            # and every label whole: no line of its text runs past its box, to the side (once: 今日按期结…)
+            # or below (a third line clamped away); half a line of slack for the CJK font's tall glyphs
+            assert driver.execute_script("""
+                return [...document.querySelectorAll('.wall-figures .pn-label')].filter(e => {
+                    const b = e.getBoundingClientRect(), range = document.createRange(),
+                          half = parseFloat(getComputedStyle(e).fontSize) / 2;
+                    range.selectNodeContents(e);
+                    return [...range.getClientRects()].some(
+                        r => r.right > b.right + 1 || r.left < b.left - 1 || r.bottom > b.bottom + half);
+                }).map(e => e.textContent);""") == []
             assert driver.execute_script(
                 "const d = document.documentElement; return d.scrollHeight <= innerHeight && d.scrollWidth <= innerWidth")
             assert severe_logs(driver) == []
