@@ -107,9 +107,11 @@ SETTINGS: tuple[Setting, ...] = (
             "came over https, also through a proxy's X-Forwarded-Proto), true, or false", _tristate),
     Setting("DEMO", True, "Seed the demo district when the store is empty and run the simulator", _bool),
     Setting("DEMO_SEED", 370202, "Random seed of the demo district and the simulator", int),
-    Setting("DEMO_HISTORY_DAYS", 30, "Days of past reports and cases the demo seed feeds through the stream, "
-            "so trends and rates start with a history (0: none)", int),
-    Setting("SIM_RATE", 0.05, "Simulator: mean new reports per second at the day's peak (0.05: about 1,800 a day, 3 per grid)", float),
+    Setting("DEMO_HISTORY_DAYS", 386, "Days of past reports and cases the demo's first start writes, so trends, "
+            "rates and 同比 start with a history: a year and the two weeks before it that last week's 同比 "
+            "reaches (the last 7 days through the stream, the rest by the consumer's code directly; 0: none)", int),
+    Setting("SIM_RATE", 0.005, "Simulator: mean new reports per second at the day's peak (0.005: about 180 a day, "
+            "66,000 a year: Zhenjiang's 60,000+ items a year)", float),
     Setting("SIM_SPEED", 1.0, "Simulator: time compression (60 = one simulated minute per second)", float),
     Setting("TIMEZONE", "Asia/Shanghai", "Time zone of the jurisdiction: days, dates and clocks"),
     Setting("WORK_HOURS", "08:30-12:00,13:30-17:30", "Working hours of a working day (periods, comma-separated): "
@@ -167,8 +169,8 @@ class Settings:
     session_cookie_secure: str = "auto"
     demo: bool = True
     demo_seed: int = 370202
-    demo_history_days: int = 30
-    sim_rate: float = 0.05
+    demo_history_days: int = 386
+    sim_rate: float = 0.005
     sim_speed: float = 1.0
     timezone: str = "Asia/Shanghai"
     work_hours: str = "08:30-12:00,13:30-17:30"

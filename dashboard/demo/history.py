@@ -1,31 +1,49 @@
-"""The demo district's past: weeks of reports and their case cycles, fed through the real feed.
+"""The demo district's past: a year of reports and their case cycles, applied by the feed's own code.
 
-A command center never starts from an empty day: its trends, rates, street
-ranking and 三零 communities read weeks of history, and so will the weekly
-briefing. The backfill runs the simulator's ``Generator`` from ``days`` ago up
-to now, without position pings (nobody needs last month's walk), and pushes
-its messages through the same path as the live feed: XADD to the stream, the
-consumer group validates and applies them once each. Cases still open at the
-end are what the live simulator then carries on (``Recovered``).
+A command center never starts from an empty day: its trends, rates, street ranking and 三零
+communities read weeks of history, and 同比 (the standard rates' and the weekly briefing's
+comparison with the same period a year earlier) reads a year. The backfill runs ONE simulator
+``Generator`` from ``days`` ago up to now, without position pings (nobody needs last month's
+walk): every case follows the case rules from its report to its end or to now, across the whole
+span. Cases still open at the end are what the live simulator then carries on (``Recovered``).
 
-It goes a day at a time, consuming each day and trimming what was acknowledged
-before generating the next, so the stream never holds much more than a day of
-history (the store is the record; the stream only carries it there).
+Two ways into the store, one generator:
+
+* the older part (all but the last ``STREAM_DAYS``) is written with ``write_direct``: the
+  consumer's own code (placing, ``apply_batch`` with the case engine, the duplicate index, the
+  ledger) without the Redis stream, in big batches: the same rows the consumer writes
+  (test_cases410), minus the round trips. Its patrol check-ins are drawn but not sent
+  (``Generator(patrols_from=...)``): only today's patrol coverage reads check-in rows, and a
+  year of them would be two in five of the history's messages; the hazards they find are sent.
+* the last ``STREAM_DAYS`` (this week and last, check-ins included) go through the real feed:
+  XADD to the stream, the consumer group validates and applies them once each, a day at a time,
+  trimming what was acknowledged so the stream never holds much more than a day of history.
+
+Generating and writing overlap: the generator runs in a child process and hands over each day's messages as the contract's JSON
+text; this process validates them again (as the consumer does) and writes. On a 2-core machine
+the two halves take about as long each, so the year costs about one of them (README).
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
+import queue as queue_mod
+import subprocess
+import sys
+import threading
 import time
 from datetime import datetime, timedelta, timezone
-
-from ..domain import OPEN_STATES
+from pathlib import Path
 
 import redis
+from sqlalchemy import exc as sa_exc
 from tqdm import tqdm
 
-from ..feed.apply import Item, apply_batch
+from ..domain import OPEN_STATES
+from ..feed.apply import Item, MaybeReplay, apply_batch
 from ..feed.consumer import Consumer
-from ..feed.contract import HEALTH, dump
+from ..feed.contract import HEALTH, dump, parse
 from ..feed.publish import publish_all
 from ..feed.simulate import Generator, World
 
@@ -33,57 +51,98 @@ log = logging.getLogger(__name__)
 
 SEED_OFFSET = 1  # the history's random stream differs from the live simulator's of the same seed
 KEEP_IN_STREAM = 20_000  # acknowledged history left in the stream after each day
+# The last days go through the stream and the consumer group, as the live feed does: the week the
+# wall and the weekly briefing look at most, and the only days whose patrol check-ins are sent.
+STREAM_DAYS = 7
+DIRECT_BATCH = 10_000  # messages per transaction of write_direct: fewer commits and look-ups
+AHEAD_DAYS = 8  # days the generating process may run ahead of the writer (memory bound)
 
 
 def backfill(services, days: int, *, seed: int | None = None, rate: float | None = None,
              now: datetime | None = None, progress: bool = False, stop_event=None,
-             year_ago_days: int | None = None) -> dict:
-    """Publish and consume ``days`` days of past reports and steps; then write the same season a
-    year earlier (the last ``year_ago_days`` of them, default YEAR_AGO_DAYS: ``backfill_year_ago``)
-    so 同比 has a figure; returns counts.
+             stream_days: int | None = None, parallel: bool | None = None) -> dict:
+    """Generate ``days`` days of past reports, steps and hazards up to ``now`` and apply them:
+    the last ``stream_days`` (default STREAM_DAYS) through the stream and the consumer group,
+    the days before with ``write_direct``. ``parallel`` (default: when the machine has two cores
+    or more) generates in a child process while this one writes. Returns counts.
 
-    The history is stored, not pushed: open screens are not sent a month of deltas (the panels
+    The history is stored, not pushed: open screens are not sent a year of deltas (the panels
     read it from the store on their next tick).
     """
     s = services.settings
     if days <= 0:
         return {"days": 0, "published": 0}
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     now = now or datetime.now(timezone.utc)
     start = now - timedelta(days=days)
-    gen = Generator(World.load(services.engine), seed=(s.demo_seed if seed is None else seed) + SEED_OFFSET,
-                    start=start, rate=s.sim_rate if rate is None else rate, speed=1.0, tz=s.timezone,
-                    positions=False)
+    split = max(start, now - timedelta(days=STREAM_DAYS if stream_days is None else stream_days))
+    if parallel is None:
+        parallel = (os.cpu_count() or 1) >= 2
+    spec = {"seed": (s.demo_seed if seed is None else seed) + SEED_OFFSET, "start": start, "until": now,
+            "split": split, "rate": s.sim_rate if rate is None else rate, "tz": s.timezone}
     consumer = Consumer(_without_sweep(services), name="history-backfill", batch=2000, push=False, stop_event=stop_event,
                         stream_maxlen=KEEP_IN_STREAM)
-    published = 0
-    bar = tqdm(total=days, unit="day", disable=not progress, desc="history")
-    t = start
+    stats = {"days": days, "stream_days": round((now - split) / timedelta(days=1), 2), "published": 0,
+             "direct": 0, "streamed": 0}
+    direct = {"applied": 0, "dead": 0}
+    buffer: list = []
+    counts: dict = {}
+    stream_s = 0.0
     done = 0
-    yoy: dict = {}
+    t = start
+    bar = tqdm(total=days, unit="day", disable=not progress, desc="history")
+
+    def flush() -> None:
+        if buffer:
+            # validated again on arrival, as the consumer does; the text is what the ledger keeps
+            _add(direct, write_direct(services, [parse(r) for r in buffer], consumer, first=stats["direct"] + 1,
+                                      raws=buffer))
+            stats["direct"] += len(buffer)
+            buffer.clear()
+
+    days_in = _days_parallel(services.engine, spec, stop_event) if parallel else _days_here(services.engine, spec)
     try:
-        while t < now and not (stop_event is not None and stop_event.is_set()):
+        for t, raws in days_in:
+            if t is None:  # the end: the generator's counts
+                counts = raws
+                break
             # the wall's header says why its figures are still moving (feed health, read by every screen)
             services.redis.hset(HEALTH, mapping={"history": f"{done}/{days}", "history_at": time.time()})
-            t = min(t + timedelta(days=1), now)
-            published += _feed_day(services, gen, consumer, t)
+            stats["published"] += len(raws)
+            if t <= split:
+                buffer += raws
+                if len(buffer) >= DIRECT_BATCH or t == split:
+                    flush()
+            else:
+                flush()
+                t0 = time.perf_counter()
+                _feed_day(services, raws, consumer)
+                stats["streamed"] += len(raws)
+                stream_s += time.perf_counter() - t0
             done += 1
             bar.update(1)
-        yoy_days = min(days, YEAR_AGO_DAYS if year_ago_days is None else year_ago_days)
-        if yoy_days > 0 and not (stop_event is not None and stop_event.is_set()):
-            services.redis.hset(HEALTH, mapping={"history": f"{done}/{days}", "history_at": time.time()})
-            yoy = backfill_year_ago(services, yoy_days, seed=seed, rate=rate, now=now, progress=progress,
-                                    stop_event=stop_event)
+            if stop_event is not None and stop_event.is_set():
+                break
+        if not (stop_event is not None and stop_event.is_set()):
+            flush()
     finally:
+        days_in.close()  # stops the generating process if it is still running
         bar.close()
         try:
             services.redis.hdel(HEALTH, "history", "history_at")
         except redis.RedisError:  # Redis went away: read_health ignores progress not renewed for a while
             log.warning("could not clear the history progress from the feed health")
-    stats = {"days": days, "published": published, "stopped": t < now, **dict(gen.counts),
-             "dead_letters": consumer.stats.get("dead", 0), **yoy, "s": round(time.perf_counter() - started, 1)}
+    stats.update({"stopped": not counts, **counts, "direct_dead": direct["dead"],
+                  "dead_letters": consumer.stats.get("dead", 0) + direct["dead"],
+                  "stream_s": round(stream_s, 1), "cpu_s": round(time.process_time() - cpu, 1),
+                  "s": round(time.perf_counter() - started, 1)})
     log.info("history backfilled", extra=stats)
     return stats
+
+
+def _add(total: dict, got: dict) -> None:
+    for k in total:
+        total[k] += got[k]
 
 
 class _without_sweep:
@@ -100,45 +159,159 @@ class _without_sweep:
         return getattr(self._services, name)
 
 
-# 同比 compares a period with the same dates a year earlier: the history holds, besides the recent
-# DEMO_HISTORY_DAYS, the two weeks a year before the last two (today, this week, last week and
-# the weekly briefing's). Not the whole year between: at the demo's ~1,800 reports a day a year is
-# ~650,000 cases and ~5 million steps, far past the first start's two minutes (README).
-YEAR_AGO_DAYS = 14
-YEAR_AGO_SEED_OFFSET = 2  # the year-ago window's own random stream
-YEAR_AGO_MARGIN = timedelta(days=1)
-DIRECT_BATCH = 2000
+# --- generating: the day's messages as the contract's JSON text ----------------------------------
+
+def _generator(engine, spec: dict) -> Generator:
+    return Generator(World.load(engine), seed=spec["seed"], start=spec["start"], rate=spec["rate"], speed=1.0,
+                     tz=spec["tz"], positions=False, patrols_from=spec["split"], as_json=True)
 
 
-def year_before(at: datetime) -> datetime:
-    """The same moment a year earlier (29 February -> 28 February), as the standard rates' 同比."""
+def _days_here(engine, spec: dict):
+    """(day end, [JSON text]) per day, then (None, counts): generated in this process."""
+    gen = _generator(engine, spec)
+    for t in _ends(spec):
+        yield t, gen.advance(t)  # JSON text: the writer validates it
+    yield None, dict(gen.counts)
+
+
+def _ends(spec: dict) -> list[datetime]:
+    """Day ends from the start, with the split between the two parts as one of them."""
+    out, t = [], spec["start"]
+    while t < spec["until"]:
+        nxt = min(t + timedelta(days=1), spec["until"])
+        if t < spec["split"] < nxt:
+            nxt = spec["split"]
+        out.append(nxt)
+        t = nxt
+    return out
+
+
+def _spec_json(spec: dict) -> str:
+    return json.dumps({k: v.isoformat() if isinstance(v, datetime) else v for k, v in spec.items()})
+
+
+def _spec_from_json(text: str) -> dict:
+    spec = json.loads(text)
+    for k in ("start", "until", "split"):
+        spec[k] = datetime.fromisoformat(spec[k])
+    return spec
+
+
+def _generate(url: str, spec_text: str) -> int:
+    """The child process (``python -m dashboard.demo.history URL SPEC``): every day's messages on
+    standard output, a line ``D <day end> <n>`` then n lines of JSON (the contract's JSON has no
+    raw newline), and a last line ``E <counts>``."""
+    from ..store.engine import make_engine
+
+    engine = make_engine(url)
+    out = sys.stdout
     try:
-        return at.replace(year=at.year - 1)
-    except ValueError:
-        return at.replace(year=at.year - 1, day=28)
+        for t, payload in _days_here(engine, _spec_from_json(spec_text)):
+            if t is None:
+                payload["generator_cpu_s"] = round(time.process_time(), 1)
+                out.write(f"E {json.dumps(payload)}\n")
+            else:
+                out.write(f"D {t.isoformat()} {len(payload)}\n")
+                out.writelines(r + "\n" for r in payload)
+        out.flush()
+    finally:
+        engine.dispose()
+    return 0
 
 
-def year_ago_window(now: datetime, days: int) -> tuple[datetime, datetime]:
-    """The window a year before the recent ``days``: what 同比 compares any period inside them with."""
-    return year_before(now - timedelta(days=days)) - YEAR_AGO_MARGIN, year_before(now) + YEAR_AGO_MARGIN
+def _days_parallel(engine, spec: dict, stop_event=None):
+    """As ``_days_here``, from a child process that generates while the caller writes. A child
+    process of its own (not multiprocessing: the server that starts the history has threads, and
+    a script calling ``backfill`` need not guard its main module); a thread reads its output into
+    a queue of at most AHEAD_DAYS days, so it never waits for the writer's batches."""
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.Popen([sys.executable, "-m", "dashboard.demo.history",
+                             engine.url.render_as_string(hide_password=False), _spec_json(spec)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=root,
+                            text=True, encoding="utf-8", bufsize=1 << 20)
+    days: queue_mod.Queue = queue_mod.Queue(maxsize=AHEAD_DAYS)
+    stopping = threading.Event()
+
+    def put(item) -> bool:
+        while not stopping.is_set():
+            try:
+                days.put(item, timeout=0.5)
+                return True
+            except queue_mod.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for line in proc.stdout:
+                if line.startswith("D "):
+                    _d, at, n = line.split()
+                    if not put((datetime.fromisoformat(at), [proc.stdout.readline()[:-1] for _ in range(int(n))])):
+                        return
+                elif line.startswith("E "):
+                    put((None, json.loads(line[2:])))
+                    return
+            put(("error", f"exit code {proc.wait()}: {proc.stderr.read()[-2000:]}"))
+        except Exception as exc:  # noqa: BLE001 - the caller says what went wrong
+            put(("error", f"{exc.__class__.__name__}: {exc}"))
+
+    reader = threading.Thread(target=read, name="history-generator-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            try:
+                t, payload = days.get(timeout=1.0)
+            except queue_mod.Empty:
+                if stop_event is not None and stop_event.is_set():
+                    return
+                continue
+            if t == "error":
+                raise RuntimeError(f"the history's generating process failed: {payload}")
+            yield t, payload
+            if t is None:
+                return
+    finally:
+        stopping.set()
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        reader.join(5)
+        for f in (proc.stdout, proc.stderr):
+            f.close()
 
 
-def write_direct(services, msgs: list, consumer: Consumer, *, tag: str = "h") -> dict:
-    """Apply ``msgs`` to the store with the consumer's own code (placing by dashboard.feed.resolve,
-    dashboard.feed.apply.apply_batch with its case context: the rules, the calendar, the units,
-    the duplicates), in batches, without the stream: the same rows the consumer would write
-    (test_cases410 compares them), minus the Redis round trips. Nothing is pushed to screens.
-    The ledger's stream id is ``0-<n>``: these messages never had a stream entry."""
+# --- writing ------------------------------------------------------------------------------------
+
+def write_direct(services, msgs: list, consumer: Consumer, *, first: int = 1, raws: list | None = None) -> dict:
+    """Apply ``msgs`` (contract models, in time order) to the store with the consumer's own code
+    (placing by dashboard.feed.resolve, dashboard.feed.apply.apply_batch with its case context: the
+    rules, the calendar, the units, the duplicates), DIRECT_BATCH at a time, without the stream:
+    the same rows the consumer would write (test_cases410 compares them), minus the Redis round
+    trips. Nothing is pushed to screens. The ledger's stream id is ``0-<n>`` from ``first``:
+    these messages never had a stream entry (``raws``: their JSON text, when the caller has it). Like the consumer, a batch is first applied without
+    the look-ups that only find replays, and again with them if it holds one."""
     counts = {"applied": 0, "dead": 0}
-    n = 0
+    n = first - 1
     for i in range(0, len(msgs), DIRECT_BATCH):
         items = []
-        for m in msgs[i:i + DIRECT_BATCH]:
+        for j, m in enumerate(msgs[i:i + DIRECT_BATCH], i):
             n += 1
-            items.append(Item(f"0-{n}", dump(m), m))
+            items.append(Item(f"0-{n}", dump(m) if raws is None else raws[j], m))
         placed, misplaced = consumer.resolver.resolve(items)
-        with services.engine.begin() as conn:
-            out = apply_batch(conn, placed, tz=consumer.tz, ctx=consumer.cases)
+        optimistic = True
+        while True:
+            try:
+                with services.engine.begin() as conn:
+                    out = apply_batch(conn, placed, tz=consumer.tz, ctx=consumer.cases, optimistic=optimistic)
+                break
+            except (sa_exc.IntegrityError, MaybeReplay):
+                if not optimistic:
+                    raise
+                optimistic = False  # a replay: apply again, looking everything up
         consumer.cases.duplicates.follow(out.deltas, OPEN_STATES)
         if placed:  # forget cases past the duplicate window by the history's clock, not today's
             consumer.cases.duplicates.prune(max(it.msg.occurred_at for it in placed))
@@ -149,57 +322,14 @@ def write_direct(services, msgs: list, consumer: Consumer, *, tag: str = "h") ->
     return counts
 
 
-def backfill_year_ago(services, days: int, *, seed: int | None = None, rate: float | None = None,
-                      now: datetime | None = None, progress: bool = False, stop_event=None) -> dict:
-    """The weeks a year before the recent ``days`` (``year_ago_window``), at the demo's rate, written
-    with ``write_direct``; every case of the window is carried to its end (no new reports after
-    the window), so none stays open a year later."""
-    s = services.settings
-    if days <= 0:
-        return {"days": 0, "published": 0}
-    started = time.perf_counter()
-    now = now or datetime.now(timezone.utc)
-    start, end = year_ago_window(now, days)
-    gen = Generator(World.load(services.engine), seed=(s.demo_seed if seed is None else seed) + YEAR_AGO_SEED_OFFSET,
-                    start=start, rate=s.sim_rate if rate is None else rate, speed=1.0, tz=s.timezone,
-                    positions=False)
-    consumer = Consumer(_without_sweep(services), name="history-year-ago", batch=DIRECT_BATCH, push=False,
-                        stop_event=stop_event)
-    total = {"applied": 0, "dead": 0}
-    published = 0
-    window_days = max(1, int((end - start) / timedelta(days=1) + 0.999))
-    bar = tqdm(total=window_days, unit="day", disable=not progress, desc="history a year ago")
-    t = start
-    try:
-        while not (stop_event is not None and stop_event.is_set()):
-            if t >= end and not gen.intake_closed:
-                gen.close_intake()  # the window is over: no new reports or rounds, the open cases go on
-            if gen.intake_closed and gen.next_time() is None:
-                break
-            t = t + timedelta(days=1)
-            msgs = gen.advance(t)
-            published += len(msgs)
-            got = write_direct(services, msgs, consumer)
-            for k in total:
-                total[k] += got[k]
-            if t <= end:
-                bar.update(1)
-            if t > end + timedelta(days=120):  # a case that never ends: stop (say so in the stats)
-                break
-    finally:
-        bar.close()
-    stats = {"year_ago_days": window_days, "year_ago_published": published,
-             "year_ago_applied": total["applied"], "year_ago_dead": total["dead"],
-             "year_ago_left": len(gen._queue), "year_ago_s": round(time.perf_counter() - started, 1)}
-    log.info("history a year ago written", extra=stats)
-    return stats
-
-
-def _feed_day(services, gen: Generator, consumer: Consumer, until: datetime) -> int:
-    msgs = gen.advance(until)
-    for i in range(0, len(msgs), 1000):
-        publish_all(services.redis, msgs[i:i + 1000])
+def _feed_day(services, raws: list, consumer: Consumer) -> int:
+    for i in range(0, len(raws), 1000):
+        publish_all(services.redis, raws[i:i + 1000])
     consumer.run(burst=True)
     while consumer.trim():  # never past what a group has not acknowledged
         pass
-    return len(msgs)
+    return len(raws)
+
+
+if __name__ == "__main__":  # the generating child process of _days_parallel
+    sys.exit(_generate(sys.argv[1], sys.argv[2]))

@@ -61,9 +61,11 @@ log = logging.getLogger(__name__)
 DAY_RHYTHM = (0.05, 0.03, 0.02, 0.02, 0.03, 0.06, 0.15, 0.35, 0.65, 0.90, 1.00, 0.85,
               0.55, 0.60, 0.85, 0.95, 0.80, 0.60, 0.45, 0.35, 0.25, 0.18, 0.12, 0.08)
 # Petitions (信访, handled at district level) are rare where grids work: 11 of 侯家塘's 12
-# communities are 三零 (zero petitions, accidents, criminal cases), and the demo keeps to that.
+# communities are 三零 (zero petitions, accidents, criminal cases), and the demo keeps to that over
+# the wall's 30 days: at SIM_RATE's ~180 reports a day, a handful of petitions, accidents and
+# criminal cases a month in the district's 47 communities (test_feed_sim010).
 CATEGORY_MIX = {"safety": 0.17, "facilities": 0.22, "environment": 0.24, "disputes": 0.12,
-                "livelihood": 0.12, "order": 0.10, "petition": 0.00004}
+                "livelihood": 0.12, "order": 0.10, "petition": 0.0002}
 SOURCE_MIX = {"grid_patrol": 0.45, "mini_program": 0.25, "hotline_12345": 0.17, "diversion_110": 0.09,
               "whistle": 0.04}
 URGENT_P = 0.03
@@ -71,7 +73,7 @@ URGENT_P_HIGH = {"gas": 0.25, "ebike": 0.12, "fire_lane": 0.08, "manhole": 0.08}
 LEVEL1_P = 0.02          # a few reports go straight to district departments
 # ... but a level-1 safety event stands for an accident and a level-1 public-security one for a
 # criminal case (docs/kpi.md, 三零): those are rare, and such cases are never escalated to level 1.
-RARE_L1_P = {"safety": 0.00025, "security": 0.0008}
+RARE_L1_P = {"safety": 0.0012, "security": 0.004}
 # --- The case cycle's shares (C4, issue 17 item 8) -------------------------------------------
 # One table of how often each turn of the case cycle happens. Every path the generator plans is a
 # sequence dashboard.cases.machine accepts (test_cases401 replays them through apply_step and the
@@ -341,7 +343,8 @@ class Generator:
     def __init__(self, world: World, *, seed: int, start: datetime, rate: float = 1.0, speed: float = 1.0,
                  tz: str = "Asia/Shanghai", recovered: Recovered | None = None,
                  max_walkers: int = MAX_WALKERS, ping_s: float = PING_S, vehicle_ping_s: float = VEHICLE_PING_S,
-                 positions: bool = True, expect_sweep: bool = False, calendar: WorkCalendar | None = None):
+                 positions: bool = True, expect_sweep: bool = False, calendar: WorkCalendar | None = None,
+                 patrols_from: datetime | None = None, as_json: bool = False):
         if start.tzinfo is None:
             raise ValueError("start must carry a time zone")
         if rate <= 0 or speed <= 0:
@@ -356,6 +359,14 @@ class Generator:
         self.speed = float(speed)
         self.ping_s = ping_s
         self.expect_sweep = expect_sweep  # an escalation sweep runs beside us: see _breach
+        # Check-ins before ``patrols_from`` are drawn (the hazards they find, the same random stream,
+        # the same message ids) but not sent: the history's older months need no check-in rows (only
+        # today's coverage reads them), and they would be two in five of its messages.
+        self.patrols_from = patrols_from
+        # ``as_json``: messages as the contract's JSON text, not validated here: for a caller that
+        # validates them itself on arrival (the history's generating process: its writer parses every
+        # one, as the consumer does), so the contract is checked once, not twice. The same messages.
+        self.as_json = as_json
         self.intake_closed = False
         self.breaches: list = []  # (case, breached deadline) left to the sweep to escalate (expect_sweep)
         # At speed 1 a case's deadline is the store's own: the taxonomy's allowance on the working
@@ -398,7 +409,8 @@ class Generator:
     # -- scheduling --
     def _sim(self, **kw) -> timedelta:
         """A simulated duration, compressed by speed."""
-        return timedelta(**kw) / self.speed
+        # at speed 1 (the history: a year of calls) the division changes nothing: skip it
+        return timedelta(**kw) if self.speed == 1.0 else timedelta(**kw) / self.speed
 
     def _schedule(self, at: datetime, kind: str, payload) -> None:
         heapq.heappush(self._queue, (at, next(self._order), kind, payload))
@@ -407,7 +419,8 @@ class Generator:
         return self._queue[0][0] if self._queue else None
 
     def advance(self, until: datetime) -> list:
-        """Messages (validated contract models) of every action due by ``until``, in time order."""
+        """Messages (validated contract models; JSON text ``as_json``) of every action due by ``until``, in
+        time order."""
         out: list = []
         while self._queue and self._queue[0][0] <= until:
             at, _n, kind, payload = heapq.heappop(self._queue)
@@ -424,9 +437,10 @@ class Generator:
             m["location"] = {"lon": round(location[0], 7), "lat": round(location[1], 7), "crs": "wgs84"}
         if region_code is not None:
             m["region_code"] = region_code
-        model = parse(m)  # every message is checked against the contract as it is made
         self.counts[type_] += 1
-        return model
+        if self.as_json:
+            return json.dumps(m, ensure_ascii=False, separators=(",", ":"))
+        return parse(m)  # every message is checked against the contract as it is made
 
     # -- walkers and vehicles --
     def _make_walkers(self, max_walkers: int, mps: float) -> list[Mover]:
@@ -508,9 +522,12 @@ class Generator:
         checklist = {item: ("issue" if self.rng.random() < HAZARD_P else "ok") for item in PATROL_CHECKLIST}
         actor = {"kind": "staff", "id": w.actor_id}
         issues = [k for k, v in checklist.items() if v == "issue"]
-        note = ("发现隐患：" + "、".join(label("hazard", k) for k in issues)) if issues else "巡查正常"
-        out.append(self._msg("patrol.checkin", actor, location=w.pos, source="grid_patrol",
-                             checklist=checklist, note=note))
+        if self.patrols_from is not None and self.now < self.patrols_from:
+            next(self._msg_n)  # the id it would have had: later messages keep theirs
+        else:
+            note = ("发现隐患：" + "、".join(label("hazard", k) for k in issues)) if issues else "巡查正常"
+            out.append(self._msg("patrol.checkin", actor, location=w.pos, source="grid_patrol",
+                                 checklist=checklist, note=note))
         if self.rng.random() < EXTRA_HAZARD_P:
             issues.append(self.rng.choice(["wiring", "fire_lane"]))
         for kind in issues:

@@ -1,4 +1,5 @@
-"""The demo's history: weeks of reports fed through the real stream and consumer, once each."""
+"""The demo's history, its stream part: the last days fed through the real stream and consumer,
+once each (the older part, written directly, and the year: test_seed020_year_history)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -30,8 +31,8 @@ def _counts(engine):
 def test_seed010_history_fills_the_trend_through_the_feed_once(stack, make_services):
     svc = make_services(*stack, sim_rate=0.005)
     upsert_small_district(svc.engine)
-    stats = backfill(svc, 7, now=NOW, year_ago_days=0)  # the stream's part (cases410: the year ago)
-    assert stats["published"] > 0 and stats["dead_letters"] == 0
+    stats = backfill(svc, 7, now=NOW, stream_days=7)  # all through the stream
+    assert stats["published"] == stats["streamed"] > 0 and stats["direct"] == 0 and stats["dead_letters"] == 0
     assert svc.redis.xlen(DEAD_LETTER) == 0
     group = next(g for g in svc.redis.xinfo_groups(STREAM) if g["name"] in (GROUP, GROUP.encode()))
     assert group["pending"] == 0  # everything read was acknowledged
@@ -47,7 +48,7 @@ def test_seed010_history_fills_the_trend_through_the_feed_once(stack, make_servi
     assert 0 < c["open"] < c["events"]  # old cases closed, the newest still in hand
 
     # A second run over the same window is the same messages: the ledger applies none twice.
-    again = backfill(svc, 7, now=NOW, year_ago_days=0)
+    again = backfill(svc, 7, now=NOW, stream_days=7)
     assert again["published"] == stats["published"]
     assert _counts(svc.engine) == c
 
@@ -63,7 +64,7 @@ def test_seed011_no_history_days_means_nothing_is_fed(stack, make_services):
 def test_seed012_history_cases_carry_real_times_not_the_seed_time(stack, make_services):
     svc = make_services(*stack, sim_rate=0.005)
     upsert_small_district(svc.engine)
-    backfill(svc, 3, now=NOW, year_ago_days=0)
+    backfill(svc, 3, now=NOW)
     with svc.engine.connect() as conn:
         lo, hi = conn.execute(select(func.min(event.c.reported_at), func.max(event.c.reported_at))).one()
     lo = lo if lo.tzinfo else lo.replace(tzinfo=timezone.utc)
@@ -109,7 +110,7 @@ def test_seed014_acknowledged_history_is_trimmed_from_the_stream(stack, make_ser
     monkeypatch.setattr(history, "KEEP_IN_STREAM", 1000)
     svc = make_services(*stack, sim_rate=0.005)
     upsert_small_district(svc.engine)
-    stats = backfill(svc, 3, now=NOW, year_ago_days=0)
+    stats = backfill(svc, 3, now=NOW)  # shorter than STREAM_DAYS: all through the stream
     assert stats["published"] > 3000
     assert svc.redis.xlen(STREAM) <= 1000  # the store holds it all; the stream only carried it
     assert _counts(svc.engine)["ledger"] == stats["published"]
