@@ -811,6 +811,8 @@ def _utc_text(value: datetime) -> str:
     """The exact text SQLAlchemy's SQLite DateTime writes for UTCDateTime (naive UTC, always six
     fraction digits, so text order is time order). Shifting by the offset and cutting it off
     the end costs half of ``astimezone(utc).replace(tzinfo=None)``; this runs per row."""
+    if value.tzinfo is timezone.utc:  # nearly always: the consumer keeps its moments in UTC
+        return value.isoformat(" ", "microseconds")[:26]
     off = value.utcoffset()
     if off is None:
         raise ValueError("naive datetime given to a UTCDateTime column")

@@ -311,7 +311,7 @@ class DuplicateIndex:
 
     radius_m: float = 50.0
     window_h: float = 24.0
-    cells: dict = field(default_factory=dict)       # sub -> {cell: {event id: _Open}}
+    cells: dict = field(default_factory=dict)       # sub -> {cell: [_Open, ...]} (a cell holds a few)
     where: dict = field(default_factory=dict)       # event id -> (sub, cell)
     seeded: bool = False
     deltas_from: str = "$"                          # grid:deltas read position (other consumers)
@@ -342,35 +342,36 @@ class DuplicateIndex:
             by_cell = self.cells[sub] = {}
         cell = by_cell.get(key)
         if cell is None:
-            cell = by_cell[key] = {}
-        cell[eid] = _Open(eid, lon, lat, at if isinstance(at, float) else at.timestamp())
+            cell = by_cell[key] = []
+        cell.append(_Open(eid, lon, lat, at if isinstance(at, float) else at.timestamp()))
         self.where[eid] = (sub, key)
 
     def merge(self, other: "DuplicateIndex | None") -> None:
-        """Take in ``other``'s cases (a committed batch's reports), keeping those known already."""
-        if other is None:
+        """Take in ``other``'s cases (a committed batch's reports, its cells handed over: ``other``
+        is not used again), keeping those known already."""
+        if other is None or not other.where:
             return
         if not self._lon_m:
             self._lon_m = other._lon_m
-        if other._lon_m != self._lon_m:  # cells of another width: place each case again
+        if other._lon_m != self._lon_m or not other.where.keys().isdisjoint(self.where):
+            # cells of another width, or cases known already (not for a batch's new reports)
             for by_cell in other.cells.values():
                 for cell in by_cell.values():
-                    for o in cell.values():
+                    for o in cell:
                         self.add(o.id, other.where[o.id][0], o.lon, o.lat, o.at)
             return
-        where = self.where
         for sub, by_cell in other.cells.items():
             mine = self.cells.get(sub)
             if mine is None:
-                mine = self.cells[sub] = {}
+                self.cells[sub] = by_cell
+                continue
             for key, cell in by_cell.items():
                 into = mine.get(key)
                 if into is None:
-                    into = mine[key] = {}
-                for eid, o in cell.items():
-                    if eid not in where:
-                        into[eid] = o
-                        where[eid] = (sub, key)
+                    mine[key] = cell
+                else:
+                    into.extend(cell)
+        self.where.update(other.where)
 
     def drop(self, eid: str) -> None:
         place = self.where.pop(eid, None)
@@ -379,7 +380,7 @@ class DuplicateIndex:
             by_cell = self.cells.get(sub)
             cell = by_cell.get(key) if by_cell is not None else None
             if cell is not None:
-                cell.pop(eid, None)
+                cell[:] = [o for o in cell if o.id != eid]
                 if not cell:
                     del by_cell[key]
                     if not by_cell:
@@ -402,7 +403,7 @@ class DuplicateIndex:
             cell = by_cell.get(key + off)
             if not cell:
                 continue
-            for o in cell.values():
+            for o in cell:
                 if not (since <= o.at <= t):
                     continue
                 d = math.hypot((o.lon - lon) * kx, (o.lat - lat) * M_PER_DEG_LAT)
@@ -412,8 +413,8 @@ class DuplicateIndex:
 
     def prune(self, now: datetime) -> None:
         cutoff = now.timestamp() - self.window_s - 3600.0
-        for eid in [e for e, (sub, key) in self.where.items()
-                    if (o := self.cells[sub][key].get(e)) is not None and o.at < cutoff]:
+        old = [o.id for by_cell in self.cells.values() for cell in by_cell.values() for o in cell if o.at < cutoff]
+        for eid in old:
             self.drop(eid)
 
     def seed(self, conn, now: datetime, open_states) -> None:

@@ -65,6 +65,17 @@ def test_cases124_a_merged_batch_is_found_and_dropped_like_an_added_one():
     assert main.find("clutter", lon + 0.0001, lat, t) == "B2"
     assert main.find("noise", lon, lat + 301 * M_LAT, t) == "OLD"
     assert main.find("noise", lon, lat + 200 * M_LAT, t) is None
+    # a batch made like the index (the consumer's): its cells handed over, or added to the same cell
+    more = main.like()
+    more.add("C1", "noise", lon, lat + 2 * M_LAT, t - 30)          # B1's cell
+    more.add("C2", "noise", lon, lat + 120 * M_LAT, t - 30)        # a cell of its own
+    more.add("C3", "smell", lon, lat, t - 30)                      # a 小类 the index had not seen
+    main.merge(more)
+    assert main.find("noise", lon, lat + 3 * M_LAT, t) == "C1"      # nearer than B1
+    assert main.find("noise", lon, lat + 119 * M_LAT, t) == "C2"
+    assert main.find("smell", lon, lat, t) == "C3"
+    main.drop("C1")
+    assert main.find("noise", lon, lat + 3 * M_LAT, t) == "B1"
     main.drop("B1")
     assert main.find("noise", lon, lat + 10 * M_LAT, t) is None
     main.prune(datetime.fromtimestamp(t + 26 * 3600, timezone.utc))  # past the window: all gone
