@@ -122,3 +122,32 @@ def test_cases125_own_deltas_are_skipped_the_others_followed(svc):
     with svc.engine.connect() as conn:
         dup = dict(conn.execute(sa.select(event.c.id, event.c.duplicate_of)).all())
     assert dup["S4"] == "S2" and dup["S5"] == "S3"
+
+
+def test_cases126_update_rows_checks_the_version_and_counts_what_it_changed(svc):
+    from dashboard.feed.apply import EVENT_MUTABLE, _EVENT_VERSION, update_rows
+
+    now = datetime.now(F.CST)
+    F.xadd_all(svc.redis, [F.envelope(f"U{i}-r", type="event.reported", event_id=f"U{i}", category="disputes",
+                                      subcategory="noise", location=F.point_in(1),
+                                      occurred_at=(now - timedelta(minutes=30 - i)).isoformat(), description="噪音")
+                           for i in range(3)])
+    assert F.consume(svc)["applied"] == 3
+    with svc.engine.connect() as conn:
+        before = {r["id"]: dict(r) for r in conn.execute(sa.select(event)).mappings()}
+    later = datetime(2026, 12, 9, 17, 30, tzinfo=F.CST)  # not UTC: converted on the way in
+    rows = []
+    for i, eid in enumerate(("U0", "U1", "U2")):
+        row = {c: before[eid][c] for c in EVENT_MUTABLE}
+        row.update(state="registered", registered_at=later, handler=f"h{i}", last_seq=2, _id=eid,
+                   _v=1 if eid != "U1" else 7, _sv=0)  # U1: another version than the store's
+        rows.append(row)
+    with svc.engine.begin() as conn:
+        assert update_rows(conn, event, EVENT_MUTABLE, _EVENT_VERSION, rows) == 2
+    with svc.engine.connect() as conn:
+        after = {r["id"]: dict(r) for r in conn.execute(sa.select(event)).mappings()}
+    for eid in ("U0", "U2"):
+        assert (after[eid]["state"], after[eid]["last_seq"]) == ("registered", 2)
+        assert after[eid]["registered_at"] == later
+        assert after[eid]["reported_at"] == before[eid]["reported_at"]
+    assert after["U1"] == before["U1"]  # a stale version changes nothing
