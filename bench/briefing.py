@@ -15,9 +15,9 @@ median of RUNS runs, for last week (the default week) on the demo district (573 
                            core, the CPU time is what the briefing itself costs
 
 The store: --var-dir DIR (a VAR_DIR the demo was seeded into), or a temporary one seeded here
-with ``python -m dashboard seed --history-days N`` (default 7: the figures need last week, and
-a 30-day history takes ~7 minutes on a shared machine; it changes the queries' cost little,
-every figure being one indexed aggregate over the week).
+with ``python -m dashboard seed --history-days N`` (default 7: the figures need last week; the
+demo's own year, DEMO_HISTORY_DAYS, takes minutes more and gives the 同比 columns a figure, but
+changes the queries' cost little, every figure being one indexed aggregate over a week).
 
 --docs also writes the screenshots docs/briefing-*.png: pages of the district's PDF (rendered
 with pdftoppm) and the /briefing page in headless Chromium.

@@ -3,7 +3,8 @@
 Two jurisdictions in one store:
 - the demo district as ``python -m dashboard`` seeds it (``dashboard.demo.seed``: 505 + 68
   grids, 13,223 buildings with ~508,000 residents as counts, 281,974 houses, 13,464 staff),
-  plus what a month of its feed leaves: 30 days of reports at ``SIM_RATE`` (~1,800 a day),
+  plus what a month of its feed leaves: 30 days of reports at ``SIM_RATE`` (~180 a day; ~1,800
+  before the demo's volume followed Zhenjiang's 60,000+ a year, when docs/kpi.md's table was measured),
   hazards, patrol check-ins and the latest position of every worker and vehicle out;
 - a city of 6,000 grids (the scale the wall is built for): 50,000 open events and 50,000
   closed in the last 30 days, 5,000 hazards, and the demo's people tables tiled over its
@@ -199,7 +200,7 @@ def fill(engine, now: datetime, settings) -> None:
     t0 = time.perf_counter()
     seed_demo(engine, settings.demo_seed)
     rates = demo_rates(engine)
-    per_day = round(settings.sim_rate * 36_000)  # SIM_RATE at the peak: ~1,800 a day (README)
+    per_day = round(settings.sim_rate * 36_000)  # SIM_RATE at the peak: ~180 a day (README)
     demo_events(engine, now, per_day)
     with engine.connect() as conn:
         demo_grids = sorted(conn.execute(select(region.c.code).where(

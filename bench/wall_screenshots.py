@@ -28,7 +28,7 @@ from dashboard.settings import Settings  # noqa: E402
 from tests.integration.wallkit import AppServer, chrome, wait_for  # noqa: E402
 
 
-def fill_feed(svc, minutes: float, seed: int = 370202, rate: float = 0.05, speed: float = 1.0) -> int:
+def fill_feed(svc, minutes: float, seed: int = 370202, rate: float = 0.005, speed: float = 1.0) -> int:
     import threading
 
     from dashboard.feed.consumer import start_in_thread
@@ -80,6 +80,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs"))
     ap.add_argument("--minutes", type=float, default=45)
+    # the wall's panels read at most 30 days: the demo's year (DEMO_HISTORY_DAYS) would change no picture
     ap.add_argument("--history-days", type=int, default=30)
     args = ap.parse_args(argv)
     logging.disable(logging.WARNING)

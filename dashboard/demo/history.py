@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from ..domain import OPEN_STATES
 from ..feed.apply import Item, MaybeReplay, apply_batch
-from ..feed.consumer import Consumer
+from ..feed.consumer import Consumer, tune_gc
 from ..feed.contract import HEALTH, dump, parse
 from ..feed.publish import publish_all
 from ..feed.simulate import Generator, World
@@ -82,6 +82,8 @@ def backfill(services, days: int, *, seed: int | None = None, rate: float | None
             "split": split, "rate": s.sim_rate if rate is None else rate, "tz": s.timezone}
     consumer = Consumer(_without_sweep(services), name="history-backfill", batch=2000, push=False, stop_event=stop_event,
                         stream_maxlen=KEEP_IN_STREAM)
+    consumer.resolver.resolve([])  # the district's locator, built now: tune_gc then keeps it out of the collector's way
+    tune_gc()  # as the consumer does: a year of batches allocates millions of short-lived objects
     stats = {"days": days, "stream_days": round((now - split) / timedelta(days=1), 2), "published": 0,
              "direct": 0, "streamed": 0}
     direct = {"applied": 0, "dead": 0}
@@ -166,9 +168,12 @@ def _generator(engine, spec: dict) -> Generator:
                      tz=spec["tz"], positions=False, patrols_from=spec["split"], as_json=True)
 
 
-def _days_here(engine, spec: dict):
-    """(day end, [JSON text]) per day, then (None, counts): generated in this process."""
+def _days_here(engine, spec: dict, tune: bool = False):
+    """(day end, [JSON text]) per day, then (None, counts): generated in this process (``tune``:
+    a process of its own, whose collector may ignore the district loaded at the start)."""
     gen = _generator(engine, spec)
+    if tune:
+        tune_gc()
     for t in _ends(spec):
         yield t, gen.advance(t)  # JSON text: the writer validates it
     yield None, dict(gen.counts)
@@ -206,7 +211,7 @@ def _generate(url: str, spec_text: str) -> int:
     engine = make_engine(url)
     out = sys.stdout
     try:
-        for t, payload in _days_here(engine, _spec_from_json(spec_text)):
+        for t, payload in _days_here(engine, _spec_from_json(spec_text), tune=True):
             if t is None:
                 payload["generator_cpu_s"] = round(time.process_time(), 1)
                 out.write(f"E {json.dumps(payload)}\n")

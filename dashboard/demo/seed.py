@@ -418,10 +418,11 @@ def seed_if_empty(services) -> dict | None:
 
 
 def _history(services, days: int, **kw) -> dict:
-    from .history import backfill
+    from .history import STREAM_DAYS, backfill
 
     if days > 0:
-        print(f"正在回填近 {days} 天的事件 (feeding {days} days of history through the stream) …", flush=True)
+        print(f"正在回填近 {days} 天的事件 (writing {days} days of history; the last "
+              f"{min(days, STREAM_DAYS)} through the stream) …", flush=True)
     return backfill(services, days, **kw)
 
 
