@@ -20,8 +20,14 @@ Two ways into the store, one generator:
   trimming what was acknowledged so the stream never holds much more than a day of history.
 
 Generating and writing overlap: the generator runs in a child process and hands over each day's messages as the contract's JSON
-text; this process validates them again (as the consumer does) and writes. On a 2-core machine
-the two halves take about as long each, so the year costs about one of them (README).
+text, unvalidated there (``Generator(as_json=True)``); this process validates each on arrival,
+as the consumer does, and writes. The writer is the longer half (for the demo's year ~130 s of
+CPU against the generator's ~90 s), so on two cores the year costs about the writer's time (README).
+
+How long (DEMO_HISTORY_DAYS, 386): the weekly briefing compares a week with the same ISO week
+number a year earlier, which is 53 weeks back when that year had 53; from a Sunday night, last
+week's year-ago week starts 385 days back (2027-01-10: 2026-W53 against 2025-W52); one more day
+for the first reports (test_seed022).
 """
 from __future__ import annotations
 
