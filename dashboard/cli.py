@@ -74,7 +74,8 @@ def _seed_args(p):
     p.add_argument("--seed", type=int, help="random seed (default DEMO_SEED)")
     p.add_argument("--force", action="store_true", help="replace the demo district if present")
     p.add_argument("--history-days", type=int,
-                   help="days of past reports fed through the stream after seeding (default DEMO_HISTORY_DAYS)")
+                   help="days of history written after seeding (default DEMO_HISTORY_DAYS: a year and two weeks; "
+                        "the last 7 through the stream)")
 
 
 def _seed(args, settings):

@@ -182,6 +182,7 @@ class _Batch:
         self.new_hazards: dict[str, dict] = {}
         self.dirty_hazards: set[str] = set()
         self.steps: list[dict] = []
+        self.returned_units: dict[str, list[str]] = {}  # case -> units that returned it in this batch
         self.patrols: list[dict] = []
         self.positions: dict[str, dict] = {}
         self.position_at: dict[str, datetime] = {}
@@ -412,8 +413,7 @@ class _Batch:
         the steps (this batch's and the stored ones) only for a case that was returned."""
         if not ev["returns"]:
             return ()
-        out = [json.loads(r["payload"]).get("unit") for r in self.steps
-               if r["event_id"] == ev["id"] and r["step"] == "returned" and r["payload"]]
+        out = list(self.returned_units.get(ev["id"], ()))
         if ev["id"] not in self.new_events:
             out += [json.loads(p).get("unit") for p in self.conn.execute(
                 select(event_step.c.payload).where(event_step.c.event_id == ev["id"],
@@ -530,6 +530,8 @@ class _Batch:
         self._dirty(ev)
         self.steps.append({"event_id": cid, "seq": m.seq, "step": s, "at": at, "actor": _actor(m),
                            "note": m.note or None, "message_id": m.id, "payload": _json(payload)})
+        if s == "returned" and payload.get("unit"):  # for _returned_by, without scanning the steps
+            self.returned_units.setdefault(cid, []).append(payload["unit"])
         if target is not None:
             # the target's history records the merge as a system step (the merged case keeps its own)
             self.system_step(target, "merged_in", at, _actor(m), f"{cid} merged into this case"
