@@ -29,7 +29,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from operator import itemgetter
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import datetime, timezone, tzinfo
 from typing import Any, Iterable
 
 import orjson
@@ -93,6 +93,15 @@ class Outcome:
     # the batch's reports with a point, for the consumer's duplicate index once committed
     # (DuplicateIndex.merge: cheaper than learning them again from the deltas)
     reports: Any = None
+    # apply_batch(defer_deltas=True): builds ``deltas`` once the caller has committed (they are
+    # read from the batch's rows only, so they need not hold SQLite's one write lock)
+    build_deltas: Any = None
+
+    def finish(self) -> "Outcome":
+        if self.build_deltas is not None:
+            self.build_deltas()
+            self.build_deltas = None
+        return self
 def _member(column, values: list, pg: bool):
     """``column IN values`` as ONE parameter, not one per value: an array on PostgreSQL
     (``= ANY``), a JSON array on SQLite (``json_each``). The statement then compiles once and
@@ -962,7 +971,7 @@ def _upsert_position(conn: Connection):
 
 def apply_batch(conn: Connection, items: list[Item], *, tz: tzinfo | None = None, now: datetime | None = None,
                 recheck_events: Iterable[str] = (), recheck_hazards: Iterable[str] = (),
-                optimistic: bool = False, ctx: CaseContext | None = None) -> Outcome:
+                optimistic: bool = False, ctx: CaseContext | None = None, defer_deltas: bool = False) -> Outcome:
     """Apply ``items`` (in stream order) inside the caller's transaction.
 
     ``optimistic=True`` is the consumer's first try at a batch: it assumes no message is a
@@ -970,7 +979,8 @@ def apply_batch(conn: Connection, items: list[Item], *, tz: tzinfo | None = None
     saves two lookups per message. If the assumption fails, writing raises
     ``IntegrityError`` (a primary key clash), or ``MaybeReplay`` when a message would be
     dead-lettered (a replayed step looks like a step applied twice): roll back and call
-    again without it.
+    again without it. ``defer_deltas=True``: the deltas are built by ``Outcome.finish()``, which
+    the caller calls after its commit.
     """
     now = now or datetime.now(timezone.utc)
     b = _Batch(conn, now, D.fixed_zone(tz or D.zone(None), now), ctx or default_context())
@@ -986,7 +996,10 @@ def apply_batch(conn: Connection, items: list[Item], *, tz: tzinfo | None = None
         if hid in b.hazards:
             b.drain_hazard(hid)
     b.write()
-    b.build_deltas()
+    if defer_deltas:
+        b.out.build_deltas = b.build_deltas
+    else:
+        b.build_deltas()
     return b.out
 
 

@@ -353,7 +353,8 @@ class DuplicateIndex:
             return
         if not self._lon_m:
             self._lon_m = other._lon_m
-        if other._lon_m != self._lon_m or not other.where.keys().isdisjoint(self.where):
+        # (two views: isdisjoint walks the smaller, the batch; given the dict it would walk all of ours)
+        if other._lon_m != self._lon_m or not other.where.keys().isdisjoint(self.where.keys()):
             # cells of another width, or cases known already (not for a batch's new reports)
             for by_cell in other.cells.values():
                 for cell in by_cell.values():

@@ -37,7 +37,7 @@ from . import deltas as D
 from .apply import OPEN_STATES, Conflict, Item, MaybeReplay, apply_batch, expire_pending, has_pending, ready_targets
 from .casework import CaseContext
 from .contract import DEAD_LETTER, DELTAS, GROUP, STREAM, InvalidMessage, parse
-from .health import RateMeter, mark_store_down, prune_health, write_health
+from .health import RateMeter, count_after, mark_store_down, prune_health, write_health
 from .resolve import Resolver
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 DEAD_MAXLEN = 100_000       # dead letters kept for operators (each is also logged)
 PENDING_MAX_AGE_S = 300.0   # a held step waits this long for its predecessor or its event
 TRIM_SCAN = 10_000          # at most this many entries trimmed per pass
-LAG_SCAN = 1_000            # Redis 6 has no XINFO lag: count at most this many undelivered
 OWN_DELTAS_MAX = 10_000     # own grid:deltas entries remembered until read back (one per batch)
 BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
 
@@ -397,9 +396,10 @@ class Consumer:
         while True:
             try:
                 with self.engine.begin() as conn:
-                    out = apply_batch(conn, items, tz=self.tz, optimistic=optimistic, ctx=self.cases)
+                    out = apply_batch(conn, items, tz=self.tz, optimistic=optimistic, ctx=self.cases,
+                                      defer_deltas=True)
                 self._store(None)
-                return out
+                return out.finish()
             except Exception as exc:  # noqa: BLE001
                 if optimistic and isinstance(exc, (sa_exc.IntegrityError, MaybeReplay)):
                     optimistic = False  # a replay or a clash: apply again, looking everything up
@@ -589,8 +589,7 @@ class Consumer:
                     lag = g.get("lag")
                     if lag is None:  # Redis < 7: count what was not delivered yet (capped, cheap)
                         last = _s(g["last-delivered-id"])
-                        lag = len(self.redis.xrange(STREAM, "(" + last, "+", count=LAG_SCAN)) \
-                            if last != "0-0" else self.redis.xlen(STREAM)
+                        lag = count_after(self.redis, last) if last != "0-0" else self.redis.xlen(STREAM)
             write_health(self.redis, self.name, self.rate.rate(), last_message_at=self._last_message_at,
                          lag=None if lag is None else int(lag), pending=pending)
         except redis.ResponseError:

@@ -17,6 +17,15 @@ from .contract import DEAD_LETTER, GROUP, HEALTH, STREAM
 
 ACTIVE_S = 30.0  # a consumer not heard from for this long is not counted
 LAG_SCAN = 1_000  # Redis 6: count at most this many undelivered entries
+# Counted inside Redis: an XRANGE reply would carry every entry's message across (600 kB for a
+# full scan, each half-second from each consumer and web process while there is a backlog).
+_COUNT_AFTER = "return #redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])"
+
+
+def count_after(r, after: str):
+    """Entries of the feed after ``after`` (exclusive), at most LAG_SCAN: an int, or its awaitable
+    on a redis.asyncio client."""
+    return r.eval(_COUNT_AFTER, 1, STREAM, "(" + after, LAG_SCAN)
 
 
 def _s(value) -> str:
@@ -41,7 +50,7 @@ def read_health(r: redis.Redis) -> dict:
     queue_health(pipe)
     results = pipe.execute(raise_on_error=False)
     after = lag_scan_start(results)
-    scanned = len(r.xrange(STREAM, "(" + after, "+", count=LAG_SCAN)) if after else None
+    scanned = int(count_after(r, after)) if after else None
     return health_from(results, scanned)
 
 

@@ -35,9 +35,9 @@ import redis.asyncio as aredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from ..feed.contract import DELTAS, STREAM
+from ..feed.contract import DELTAS
 from ..feed.deltas import decode
-from ..feed.health import LAG_SCAN, health_from, lag_scan_start, queue_health
+from ..feed.health import count_after, health_from, lag_scan_start, queue_health
 from .protocol import PING_S, filter_scope, is_gap, key, s, sse
 
 log = logging.getLogger(__name__)
@@ -435,5 +435,5 @@ async def read_health_async(r) -> dict:
     queue_health(pipe)
     results = await pipe.execute(raise_on_error=False)
     after = lag_scan_start(results)
-    scanned = len(await r.xrange(STREAM, "(" + after, "+", count=LAG_SCAN)) if after else None
+    scanned = int(await count_after(r, after)) if after else None
     return health_from(results, scanned)
