@@ -115,8 +115,9 @@ def test_wall011_renders_every_panel_and_layer_without_scrollbars(city, server, 
     wait_for(d, "wallLive.ready.hazards && wallLive.ready.positions", 10)
     assert len(d.execute_script("return wallMap.onMap('hz')")) == len(city.hazards)
     assert len(d.execute_script("return wallMap.onMap('pos')")) == len(city.positions)
-    coloured = d.execute_script(HAZARD_PIXELS)
-    assert coloured >= len(city.hazards) // 2, coloured
+    # the canvas paints on the next animation frame after the markers join it: a loaded machine
+    # can be read in between, so wait for the paint (a wrong colour still times out and fails)
+    wait_for(d, f"(() => {{ {HAZARD_PIXELS} }})() >= {len(city.hazards) // 2}", 10)
     wait_for(d, f"({SHOWN_EVENTS}) === {open_events(city)}", 10)
     # the test city's three streets are one clustered layer (callbacks/wall.py event_groups)
     assert d.execute_script("return wallLive.groups()") == [["370202001", ["370202001", "370202002", "370202003"]]]
