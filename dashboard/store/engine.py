@@ -25,6 +25,11 @@ def make_engine(url: str, **kwargs) -> Engine:
             # A consumer batch dirties a few MB of index pages: keep them in memory until commit.
             cur.execute("PRAGMA cache_size=-65536")
             cur.execute("PRAGMA temp_store=MEMORY")
+            # A checkpoint runs inside the commit that crosses the threshold and syncs the file: at
+            # SQLite's 1,000 pages (4 MB) that was every few consumer batches, and the same index
+            # pages were copied back again and again. 10,000 pages (40 MB of WAL at most between
+            # checkpoints): +6 to +20% single-consumer ingest in paired runs (stop 22).
+            cur.execute("PRAGMA wal_autocheckpoint=10000")
             cur.close()
         return engine
     kwargs.setdefault("pool_pre_ping", True)
