@@ -85,6 +85,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VAR_DIR", "var", "Folder for the SQLite file, the embedded Redis data and logs"),
     Setting("HOST", "127.0.0.1", "Address the web server binds"),
     Setting("PORT", 8050, "Port the web server binds", int),
+    Setting("FORWARDED_ALLOW_IPS", "127.0.0.1,::1", "Proxies believed when they name the client "
+            "(X-Forwarded-For) and the scheme (X-Forwarded-Proto): addresses or networks, comma-separated, or "
+            "*; uvicorn's own setting of this name (its command reads it too). Behind nginx on another "
+            "machine, its address: else every client is nginx to the rate limits and the audit log"),
     Setting("WEB_WORKERS", 1, "Web server processes behind the one port (uvicorn workers); each holds its "
             "pages' live push with one Redis connection", int),
     Setting("WEB_THREADS", 16, "Threads per web process serving the Flask/Dash requests (the live push "
@@ -156,6 +160,7 @@ class Settings:
     var_dir: str = "var"
     host: str = "127.0.0.1"
     port: int = 8050
+    forwarded_allow_ips: str = "127.0.0.1,::1"
     web_workers: int = 1
     web_threads: int = 16
     push_buffer_kb: int = 512

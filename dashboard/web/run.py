@@ -22,6 +22,10 @@ GRACE_S = 2  # on shutdown open live pages are ended after this; their browsers 
 def uvicorn_options(settings: Settings) -> dict:
     return {
         "host": settings.host, "port": settings.port, "lifespan": "on",
+        # the client's address and scheme from these proxies' X-Forwarded-* headers (uvicorn's
+        # proxy-headers middleware): what the rate limits count, the audit log keeps, and the
+        # session cookie's Secure flag follows
+        "proxy_headers": True, "forwarded_allow_ips": settings.forwarded_allow_ips,
         "log_config": None,      # our JSON logs (dashboard.logs), not uvicorn's
         "access_log": False,     # a line per request is noise at hundreds of pages
         "timeout_graceful_shutdown": GRACE_S,

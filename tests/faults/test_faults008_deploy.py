@@ -64,6 +64,8 @@ def test_faults008_systemd_units_and_env_match_the_docs():
     from dashboard.settings import Settings
 
     settings = Settings.from_env(env)  # every value parses
+    # nginx runs on a machine of its own: the web servers must believe its X-Forwarded-For
+    assert settings.forwarded_allow_ips not in ("127.0.0.1,::1", "127.0.0.1", "*")
     sentinel = (DEPLOY / "redis" / "sentinel.conf").read_text()
     monitor = re.search(r"^sentinel monitor (\S+) (\S+) (\d+) (\d+)$", sentinel, re.M)
     assert monitor and monitor.group(1) == settings.redis_sentinel_master

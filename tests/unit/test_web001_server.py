@@ -204,3 +204,41 @@ def test_web004_the_demo_in_one_command_runs_the_simulator_through_uvicorn(tmp_p
     finally:
         end_process(proc, grace=60)
     assert proc.returncode == 0, (var / "serve.log").read_text()[-3000:]
+
+
+def test_web012_clients_behind_a_believed_proxy_are_counted_apart(stack, make_services):
+    """The production server's options (``uvicorn_options``): behind a proxy named in
+    FORWARDED_ALLOW_IPS, each client is its X-Forwarded-For address to the rate limit; behind one
+    that is not named, every client is the proxy."""
+    import threading
+
+    import uvicorn
+
+    from dashboard.app import create_app
+    from dashboard.web.asgi import make_asgi
+    from dashboard.web.run import uvicorn_options
+
+    def served(allow: str, *addresses: str) -> list[int]:
+        port = free_port(18300)
+        svc = make_services(*stack, api_read_rate_limit="2/minute", host="127.0.0.1", port=port,
+                            forwarded_allow_ips=allow)
+        server = uvicorn.Server(uvicorn.Config(make_asgi(create_app(svc.settings, svc)),
+                                               **uvicorn_options(svc.settings)))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not server.started and thread.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert server.started
+            return [requests.get(f"http://127.0.0.1:{port}/open311/v2/services.json", timeout=10,
+                                 headers={"X-Forwarded-For": a}).status_code
+                    for a in addresses]
+        finally:
+            server.should_exit = True
+            thread.join(15)
+
+    # this test's requests come from 127.0.0.1: the proxy, believed
+    assert served("127.0.0.1", "203.0.113.7", "203.0.113.7", "203.0.113.7", "203.0.113.8") == [200, 200, 429, 200]
+    # a proxy not believed: its header is ignored, and both clients are 127.0.0.1 (one limit)
+    assert served("10.0.0.11", "198.51.100.1", "198.51.100.2", "198.51.100.3") == [200, 200, 429]
