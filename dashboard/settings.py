@@ -45,6 +45,9 @@ def _sentinels(text: str) -> str:
     return text.strip()
 
 
+DEMO_API_KEY = "demo-key"  # INGEST_API_KEYS' default: the demo's only (Settings.api_keys)
+
+
 def _tristate(text: str) -> str:
     value = text.strip().lower()
     if value not in ("auto", "true", "false"):
@@ -127,7 +130,8 @@ SETTINGS: tuple[Setting, ...] = (
             "that is the system locale (C.UTF-8, en_US.UTF-8 ...)", _ui_lang),
     Setting("TILE_URL", "", "Optional XYZ tile URL for the basemap; empty draws outlines on a dark ground"),
     Setting("TILE_CRS", "wgs84", "Coordinate system of TILE_URL: wgs84, or gcj02 for AMap/Tencent tiles"),
-    Setting("INGEST_API_KEYS", "demo-key", "Comma-separated API keys accepted by the ingest and Open311 APIs"),
+    Setting("INGEST_API_KEYS", DEMO_API_KEY, "Comma-separated API keys accepted by the ingest and Open311 APIs; "
+            "the default, demo-key, is accepted only in the demo (DEMO on): it is printed here for all to read"),
     Setting("STREAM_MAXLEN", 1_000_000, "Approximate cap on the feed stream length (never trims unacknowledged entries)", int),
     Setting("CONSUMER_NAME", "", "Name of this consumer in the group; empty means host-pid"),
     Setting("CONSUMER_WORKERS", 0, "Consumer processes `python -m dashboard consume` runs in the group; "
@@ -184,7 +188,7 @@ class Settings:
     ui_lang: str = "zh"
     tile_url: str = ""
     tile_crs: str = "wgs84"
-    ingest_api_keys: str = "demo-key"
+    ingest_api_keys: str = DEMO_API_KEY
     stream_maxlen: int = 1_000_000
     consumer_name: str = ""
     consumer_workers: int = 0
@@ -225,7 +229,9 @@ class Settings:
 
     @property
     def api_keys(self) -> frozenset[str]:
-        return frozenset(k.strip() for k in self.ingest_api_keys.split(",") if k.strip())
+        keys = frozenset(k.strip() for k in self.ingest_api_keys.split(",") if k.strip())
+        # a production server left with the default would take reports from anyone who read the README
+        return keys if self.demo else keys - {DEMO_API_KEY}
 
 
 assert {f.name for f in fields(Settings)} - {"extra"} == {s.name.lower() for s in SETTINGS}

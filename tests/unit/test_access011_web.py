@@ -22,7 +22,7 @@ def web(stack, make_services):
 
 @pytest.fixture
 def gated(stack, make_services):
-    return A.app_with_users(make_services, stack, access_required=True)
+    return A.app_with_users(make_services, stack, access_required=True, ingest_api_keys="k-gated")
 
 
 def _cookie(resp) -> str:
@@ -178,7 +178,7 @@ def test_access021_access_required_sends_anonymous_pages_to_sign_in_and_refuses_
     assert client.get("/healthz").status_code in (200, 503)
     assert client.get("/signin").status_code == 200
     # the API-key APIs keep their own authentication: reached (and judged by it), not sent to sign-in
-    assert client.post("/api/v1/reports", json={}, headers={"X-API-Key": "demo-key"}).status_code == 422
+    assert client.post("/api/v1/reports", json={}, headers={"X-API-Key": "k-gated"}).status_code == 422
     resp = client.post("/api/v1/reports", json={})
     assert resp.status_code == 401 and "API key" in resp.get_json()["message"]  # the API's answer, not sign-in's
     assert client.get("/open311/v2/services.json").status_code == 200

@@ -265,3 +265,21 @@ def test_api010_explicit_occurred_at_is_kept(api):
     assert post(client, good_body(occurred_at=when.isoformat())).status_code == 202
     [m] = stream_messages(services)
     assert m.occurred_at == when and m.occurred_at.utcoffset() == timedelta(hours=8)
+
+
+def test_api030_the_default_key_opens_the_demo_only(stack, make_services):
+    """INGEST_API_KEYS left at its default, demo-key (printed in the README): accepted by the demo,
+    refused by a server outside it; a key the operator set is accepted either way."""
+    services = make_services(*stack, api_rate_limit=UNLIMITED, api_read_rate_limit=UNLIMITED)
+    upsert_small_district(services.engine)
+    base = services.settings
+    outcomes = {}
+    for demo in (True, False):
+        services.settings = base.replace(demo=demo)  # INGEST_API_KEYS at its default
+        client = create_app(services.settings, services).server.test_client()
+        outcomes[demo] = post(client, good_body(), key="demo-key").status_code
+        services.settings = base.replace(demo=demo, ingest_api_keys="demo-key,k-set")
+        client = create_app(services.settings, services).server.test_client()
+        assert post(client, good_body(), key="k-set").status_code == 202
+        assert post(client, good_body(), key="demo-key").status_code == (202 if demo else 401)
+    assert outcomes == {True: 202, False: 401}
