@@ -11,8 +11,10 @@ Errors are JSON naming the field: ``{"error": "invalid", "fields":
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 import secrets
 import time
 import uuid
@@ -35,6 +37,12 @@ log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 PENDING_KEY = "grid:api:pending:"      # + event id -> message id, until the consumer stores it
 PENDING_TTL_S = 7 * 24 * 3600
+# Idempotency-Key (the IETF draft's header): a client that retries after a lost answer gets the
+# first request's ids, and the message goes out again under the first one's id, which the consumer
+# applies once. Kept per API key for a day: "<body sha-256> <message id> <event id>".
+IDEMPOTENCY_KEY = "grid:api:idem:"
+IDEMPOTENCY_TTL_S = 24 * 3600
+IDEMPOTENCY_RE = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, as the draft's examples
 REPORT_FIELDS = {"category", "subcategory", "description", "location", "region_code", "occurred_at",
                  "source", "reporter", "address", "urgent", "level"}
 API_SOURCES = ("grid_patrol", "mini_program", "hotline_12345", "diversion_110", "whistle")
@@ -143,6 +151,26 @@ def submit(services, model) -> str:
 
     return publish_retrying(services.redis, model, deadline_s=PUBLISH_DEADLINE_S, also=pending,
                             replicas=settings.redis_wait_replicas, timeout_ms=settings.redis_wait_timeout_ms)
+
+
+def first_ids(r: redis.Redis, api_key: str, idem: str, raw: bytes, ids: tuple[str, str]) -> tuple[tuple[str, str], bool]:
+    """((message id, event id), replayed): ``ids`` reserved for this API key's ``idem``, or the ids
+    the first request with it reserved (``replayed``). The same key with another body: 422."""
+    if not IDEMPOTENCY_RE.fullmatch(idem):
+        raise BadRequest(400, {"error": "invalid_idempotency_key",
+                               "message": "Idempotency-Key must be 1 to 255 printable ASCII characters"})
+    name = IDEMPOTENCY_KEY + hashlib.sha256(f"{api_key}\0{idem}".encode()).hexdigest()
+    digest = hashlib.sha256(raw).hexdigest()
+    while True:
+        if r.set(name, f"{digest} {ids[0]} {ids[1]}", nx=True, ex=IDEMPOTENCY_TTL_S):
+            return ids, False
+        got = r.get(name)
+        if got is not None:  # (else it expired in between: reserve again)
+            first_digest, mid, eid = (got.decode() if isinstance(got, bytes) else got).split()
+            if first_digest != digest:
+                raise BadRequest(422, {"error": "idempotency_key_reused",
+                                       "message": "this Idempotency-Key was sent with another body"})
+            return (mid, eid), True
 
 
 # --- request body ----------------------------------------------------------------
@@ -266,6 +294,11 @@ def register(server, services) -> None:
                 raise BadRequest(400, {"error": "invalid_json", "message": str(exc)}) from None
             message, problems = report_message(body)
             model = validate_report(services, message, rename={"actor": "reporter"}, earlier=problems)
+            replayed = False
+            idem = request.headers.get("Idempotency-Key")
+            if idem is not None:
+                (mid, eid), replayed = first_ids(services.redis, key, idem, raw, (model.id, model.event_id))
+                model = model.model_copy(update={"id": mid, "event_id": eid})
             entry_id = submit(services, model)
         except BadRequest as exc:
             return _json(exc.body, exc.status)
@@ -279,6 +312,8 @@ def register(server, services) -> None:
         resp = _json({"id": model.event_id, "message_id": model.id, "stream_id": entry_id,
                       "status": "pending", "status_url": f"/api/v1/reports/{model.event_id}"}, 202)
         resp.headers["Location"] = f"/api/v1/reports/{model.event_id}"
+        if replayed:
+            resp.headers["Idempotent-Replayed"] = "true"
         return resp
 
     @server.get("/api/v1/reports/<event_id>")

@@ -38,8 +38,8 @@ def good_body(**over):
     return body
 
 
-def post(client, body, key=KEY, **kw):
-    headers = {"X-API-Key": key} if key else {}
+def post(client, body, key=KEY, headers=None, **kw):
+    headers = {**({"X-API-Key": key} if key else {}), **(headers or {})}
     return client.post("/api/v1/reports", json=body, headers=headers, **kw)
 
 
@@ -184,7 +184,8 @@ def test_api006_html_description_accepted_as_text(api):
 
 
 def test_api007_report_reads_back_after_the_consumer_stores_it(api):
-    consumer_mod = pytest.importorskip("dashboard.feed.consumer")
+    from dashboard.feed import consumer as consumer_mod
+
     services, client = api
     h = {"X-API-Key": KEY}
     body = good_body(description="<b>井盖</b>缺失", category="facilities", subcategory="manhole")
@@ -283,3 +284,34 @@ def test_api030_the_default_key_opens_the_demo_only(stack, make_services):
         assert post(client, good_body(), key="k-set").status_code == 202
         assert post(client, good_body(), key="demo-key").status_code == (202 if demo else 401)
     assert outcomes == {True: 202, False: 401}
+
+
+def test_api031_a_retry_with_the_same_idempotency_key_is_one_report(api):
+    """A client that lost the answer sends again with the same Idempotency-Key: the same ids come
+    back, and the consumer stores one report; another body under the key is refused; another API
+    key's same Idempotency-Key is its own."""
+    from sqlalchemy import func, select
+
+    from dashboard.feed.consumer import Consumer
+    from dashboard.store.schema import event
+
+    services, client = api
+    body = good_body(description="同一上报，重试")
+    first = post(client, body, headers={"Idempotency-Key": "mp-7f3a-0001"})
+    again = post(client, body, headers={"Idempotency-Key": "mp-7f3a-0001"})
+    assert first.status_code == again.status_code == 202
+    assert again.get_json()["id"] == first.get_json()["id"]
+    assert again.get_json()["message_id"] == first.get_json()["message_id"]
+    assert "Idempotent-Replayed" not in first.headers and again.headers["Idempotent-Replayed"] == "true"
+    other_body = post(client, good_body(description="另一件事"), headers={"Idempotency-Key": "mp-7f3a-0001"})
+    assert other_body.status_code == 422 and other_body.get_json()["error"] == "idempotency_key_reused"
+    other_key = post(client, body, key="k-test-2", headers={"Idempotency-Key": "mp-7f3a-0001"})
+    assert other_key.status_code == 202 and other_key.get_json()["id"] != first.get_json()["id"]
+    assert post(client, body, headers={"Idempotency-Key": "x" * 256}).status_code == 400
+    assert post(client, body, headers={"Idempotency-Key": "有中文"}).status_code == 400
+    stats = Consumer(services).run(burst=True)
+    assert stats["duplicates"] == 1  # the retry went out again under the first one's id
+    with services.engine.connect() as conn:
+        ids = conn.execute(select(event.c.id)).scalars().all()
+        assert conn.execute(select(func.count()).select_from(event)).scalar_one() == 2
+    assert sorted(ids) == sorted([first.get_json()["id"], other_key.get_json()["id"]])
