@@ -102,6 +102,8 @@ class Outcome:
             self.build_deltas()
             self.build_deltas = None
         return self
+
+
 def _member(column, values: list, pg: bool):
     """``column IN values`` as ONE parameter, not one per value: an array on PostgreSQL
     (``= ANY``), a JSON array on SQLite (``json_each``). The statement then compiles once and
