@@ -39,7 +39,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,24 +132,9 @@ class TokenPages(push.Pages):
     """bench/push.py's pages, each with its street's wall token."""
     tokens: dict[str, str] = {}
 
-    async def one(self, session, i: int) -> None:
+    def params(self, i: int) -> dict:
         scope = self.scope_of[i]
-        try:
-            async with session.get(self.url + "/api/v1/live", params={"scope": scope, "token": self.tokens[scope]}) as resp:
-                if resp.status != 200:
-                    self.errors += 1
-                    return
-                buf = b""
-                async for chunk in resp.content.iter_any():
-                    now = time.time()
-                    buf += chunk
-                    while b"\n\n" in buf:
-                        block, buf = buf.split(b"\n\n", 1)
-                        self.handle(i, block, now)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - a page the server refused or dropped
-            self.errors += 1
+        return {"scope": scope, "token": self.tokens[scope]}
 
 
 def forged(url: str, streets: list[str], tokens: dict[str, str]) -> tuple[int, int]:

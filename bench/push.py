@@ -270,9 +270,16 @@ class Pages:
                     self.stored.append((at - self.published[rid][0]) * 1000)
                     self.pushed.append((now - at) * 1000)
 
+    def params(self, i: int) -> dict:
+        """The query of page ``i``'s /api/v1/live request."""
+        return {"scope": self.scope_of[i]}
+
     async def one(self, session: aiohttp.ClientSession, i: int) -> None:
         try:
-            async with session.get(self.url + "/api/v1/live", params={"scope": self.scope_of[i]}) as resp:
+            async with session.get(self.url + "/api/v1/live", params=self.params(i)) as resp:
+                if resp.status != 200:  # refused: a page that never gets its push
+                    self.errors += 1
+                    return
                 buf = b""
                 async for chunk in resp.content.iter_any():
                     now = time.time()
