@@ -17,7 +17,10 @@ runs from a common start to the last process done (the stream drained and acknow
                                 500, orjson decode, one Core insert of the event rows, XACK), into a
                                 store made by ``make_engine`` (its pragmas: WAL, synchronous=NORMAL,
                                 foreign keys, cache) and migrated like the consumer's; no validation,
-                                placing (each report carries its grid code), ledger or deltas
+                                placing (each report carries its grid code), ledger or deltas. Its rows
+                                carry a deadline as the consumer's do (the taxonomy's allowance in plain
+                                hours after the report, no calendar): until issue 17's last stop they
+                                left deadline_at NULL, and its index then took every row at one place
   ingest_ratio_vs_bare          ingest_events_per_s / ingest_bare_events_per_s (N against N)
   ingest_events_per_s_one_worker, ingest_bare_events_per_s_one_worker, ingest_ratio_vs_bare_one_worker
                                 the same, one process against one process
@@ -53,6 +56,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import queue
 import sys
 import tempfile
 import time
@@ -193,7 +197,7 @@ def _consumer_process(url: str, redis_url: str, name: str, batch: int, ready, go
     consumer = Consumer(engine, r, name=name, batch=batch, block_ms=block_ms,
                         claim_idle_ms=settings.claim_idle_ms, stream_maxlen=settings.stream_maxlen,
                         timezone_name=settings.timezone, stop_event=threading.Event())
-    consumer.resolver.refresh(force=True)  # regions and locator load before the clock starts
+    consumer.prepare()  # as pool._worker: regions and locator load, the collector is tuned, before the clock
     ready.put(name)
     go.wait()
     stats = consumer.run(burst=True)
@@ -210,18 +214,37 @@ MINIMAL = sa.Table("bare_event", sa.MetaData(), sa.Column("id", sa.String(64), p
                    sa.Column("description", sa.Text))
 
 
+def _allowances() -> dict[tuple[str, str | None], tuple[str, timedelta, timedelta]]:
+    """(category, subcategory) -> (deadline basis, allowance, share before 即将到期), for the floor's
+    deadlines: the taxonomy's allowance in plain hours (``nominal_hours``) after the report, not
+    counted on the working calendar; what matters to the floor is that the column and its index
+    take a deadline hours to days after the report, as the consumer's rows do."""
+    from dashboard.cases.taxonomy import load as load_taxonomy
+
+    tax, out = load_taxonomy(), {}
+    for cat, spec in CATEGORIES.items():
+        for sub in [None, *spec[4]]:
+            dl = tax.rule(cat, sub).deadline
+            h = timedelta(hours=dl.nominal_hours)
+            out[(cat, sub)] = (dl.kind, h, h * 0.8)
+    return out
+
+
 def _bare_rows(kind: str, grids: dict[str, str]):
     """``rows(messages) -> {table: rows}``: what one bare loop writes for a batch."""
     now = datetime.now(timezone.utc)
+    allowances = _allowances()
 
     def report(m):
         at = datetime.fromisoformat(m["occurred_at"])
+        basis, allowance, soon = allowances[(m["category"], m.get("subcategory"))]
         return {"id": m["event_id"], "grid_code": m.get("region_code") or grids[m["event_id"]],
                 "category": m["category"], "subcategory": m.get("subcategory"), "level": 2, "urgent": False,
                 "state": "reported", "source": m["source"], "lon": m["location"]["lon"],
                 "lat": m["location"]["lat"], "address": m.get("address"), "description": m.get("description"),
                 "reporter": m["actor"].get("id"), "occurred_at": at, "reported_at": at, "escalations": 0,
-                "reopened": 0, "last_seq": 1, "updated_at": now}
+                "reopened": 0, "last_seq": 1, "updated_at": now, "deadline_at": at + allowance,
+                "due_soon_at": at + soon, "deadline_basis": basis, "allowance_s": allowance.total_seconds()}
 
     def minimal(m):
         return {"id": m["event_id"], "grid_code": m["region_code"], "category": m["category"],
@@ -292,8 +315,18 @@ def run_group(target, args_of, r, messages, workers: int) -> tuple[float, list]:
     procs = [ctx.Process(target=target, args=(*args_of(f"bench-{i}"), ready, go, done)) for i in range(workers)]
     for p in procs:
         p.start()
+    end = time.monotonic() + 300
     for _ in procs:
-        ready.get(timeout=300)
+        while True:  # a process that failed while loading ends the bench at once, not after 300 s
+            try:
+                ready.get(timeout=1)
+                break
+            except queue.Empty:
+                failed = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+                if failed or time.monotonic() > end:
+                    for p in procs:
+                        p.terminate()
+                    raise SystemExit(f"a bench process did not get ready (exit codes {failed})")
     t0 = time.perf_counter()
     go.set()
     results = [done.get(timeout=900) for _ in procs]

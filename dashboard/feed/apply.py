@@ -336,10 +336,8 @@ class _Batch:
         dl = ctx.fresh(m.category, m.subcategory, at)
         dup = None
         if item.lon is not None and m.subcategory is not None:
-            ts = at.timestamp()
-            dup = ctx.duplicates.find(m.subcategory, item.lon, item.lat, ts) or \
-                self.batch_reports.find(m.subcategory, item.lon, item.lat, ts)
-            self.batch_reports.add(m.event_id, m.subcategory, item.lon, item.lat, ts)
+            dup = ctx.duplicates.report(self.batch_reports, m.event_id, m.subcategory, item.lon, item.lat,
+                                        at.timestamp())
         row = {
             "id": m.event_id, "grid_code": item.grid, "category": m.category, "subcategory": m.subcategory,
             "level": level, "urgent": m.urgent, "state": "reported", "source": m.source,

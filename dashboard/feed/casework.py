@@ -336,14 +336,16 @@ class DuplicateIndex:
             return
         if eid in self.where:
             return
-        key = self._key(lon, lat)
+        self._add(eid, sub, self._key(lon, lat), lon, lat, at if isinstance(at, float) else at.timestamp())
+
+    def _add(self, eid: str, sub: str, key: int, lon: float, lat: float, t: float) -> None:
         by_cell = self.cells.get(sub)
         if by_cell is None:
             by_cell = self.cells[sub] = {}
         cell = by_cell.get(key)
         if cell is None:
             cell = by_cell[key] = []
-        cell.append(_Open(eid, lon, lat, at if isinstance(at, float) else at.timestamp()))
+        cell.append(_Open(eid, lon, lat, t))
         self.where[eid] = (sub, key)
 
     def merge(self, other: "DuplicateIndex | None") -> None:
@@ -392,12 +394,15 @@ class DuplicateIndex:
         before ``at`` (and not after it); None when there is none."""
         if sub is None or lon is None or lat is None or self.radius_m <= 0:
             return None
+        if sub not in self.cells:
+            return None
+        return self._near(sub, self._key(lon, lat), lon, lat, at if isinstance(at, float) else at.timestamp())
+
+    def _near(self, sub: str, key: int, lon: float, lat: float, t: float) -> str | None:
         by_cell = self.cells.get(sub)
         if not by_cell:
             return None
-        t = at if isinstance(at, float) else at.timestamp()
         since = t - self.window_s
-        key = self._key(lon, lat)
         best, best_d = None, self.radius_m
         kx = self._lon_m
         for off in _AROUND:
@@ -411,6 +416,25 @@ class DuplicateIndex:
                 if d <= best_d and (best is None or d < best_d or o.at < best.at):
                     best, best_d = o, d
         return best.id if best is not None else None
+
+    def report(self, batch: "DuplicateIndex", eid: str, sub: str | None, lon: float | None, lat: float | None,
+               t: float) -> str | None:
+        """A new report (POSIX seconds ``t``): the open case it likely duplicates, ours first, then
+        one of its batch's (``batch``, made by ``like``); then it joins the batch. Same as ``find``
+        on both and ``batch.add``, with the cell key computed once (this runs for every report)."""
+        if sub is None or lon is None or lat is None or self.radius_m <= 0:
+            return None
+        key = self._key(lon, lat)
+        if batch._lon_m != self._lon_m:
+            if batch.where:  # cells of another width already (not made by like): key them apart
+                hit = self._near(sub, key, lon, lat, t) or batch.find(sub, lon, lat, t)
+                batch.add(eid, sub, lon, lat, t)
+                return hit
+            batch._lon_m = self._lon_m
+        hit = self._near(sub, key, lon, lat, t) or batch._near(sub, key, lon, lat, t)
+        if eid not in batch.where:
+            batch._add(eid, sub, key, lon, lat, t)
+        return hit
 
     def prune(self, now: datetime) -> None:
         cutoff = now.timestamp() - self.window_s - 3600.0
@@ -436,12 +460,15 @@ class DuplicateIndex:
 
     def follow(self, deltas: list[dict], open_states: frozenset) -> None:
         """Apply event deltas (this consumer's batch, or the others' from grid:deltas)."""
+        where = self.where
         for d in deltas:
             if d.get("k") != "event":
                 continue
             eid = d["id"]
             if d.get("st") in open_states and d.get("op") == "upsert":
-                if eid not in self.where and d.get("sub") and d.get("lon") is not None and d.get("at"):
-                    self.add(eid, d["sub"], d["lon"], d["lat"], datetime.fromisoformat(d["at"]).timestamp())
-            else:
+                if eid not in where:
+                    sub, lon, at = d.get("sub"), d.get("lon"), d.get("at")
+                    if sub and lon is not None and at:
+                        self.add(eid, sub, lon, d["lat"], datetime.fromisoformat(at).timestamp())
+            elif eid in where:
                 self.drop(eid)

@@ -202,6 +202,13 @@ class Consumer:
         return False
 
     # --- the loop ---------------------------------------------------------------
+    def prepare(self) -> None:
+        """Load the regions and the locator now, then tune the collector: ``tune_gc`` freezes what
+        is alive, so the locator's index is out of its view for good. ``run`` does not need it (the
+        first batch loads them, and a store that is down is waited out there)."""
+        self.resolver.refresh(force=True)
+        tune_gc()
+
     def ensure_group(self) -> None:
         try:
             self.redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)

@@ -119,6 +119,10 @@ def _worker(settings: Settings, redis_url: str, name: str, burst: bool) -> None:
     consumer = Consumer(engine, r, name=name, block_ms=block_ms, claim_idle_ms=settings.claim_idle_ms,
                         stream_maxlen=settings.stream_maxlen, timezone_name=settings.timezone, stop_event=stop)
     try:
+        try:
+            consumer.prepare()
+        except Exception:  # noqa: BLE001 - the store may be down: run() waits it out
+            log.warning("could not load the regions before the first batch", extra={"consumer": name})
         stats = consumer.run(burst=burst)
         report_line(name, stats)
     finally:

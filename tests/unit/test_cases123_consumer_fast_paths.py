@@ -92,6 +92,40 @@ def test_cases124_cells_either_side_of_zero_never_share_a_key():
     assert idx.where["N"] != idx.where["S"]
 
 
+def test_cases124_report_is_find_on_both_then_add():
+    """``report`` (one cell key for the consumer's index and its batch's) against the long way."""
+    rnd = random.Random(124)
+    lon0, lat0, t0 = 120.38, 36.06, 1_790_000_000.0
+
+    def draw():
+        return (rnd.choice(["noise", "smell", None]), lon0 + rnd.uniform(-0.004, 0.004),
+                lat0 + rnd.uniform(-0.004, 0.004), t0 + rnd.uniform(0, 3 * 86400))
+
+    for trial in range(20):
+        main, twin = _idx(), _idx()
+        for i in range(rnd.randrange(0, 300)):
+            sub, lon, lat, t = draw()
+            main.add(f"M{i}", sub, lon, lat, t)
+            twin.add(f"M{i}", sub, lon, lat, t)
+        # a batch made like the index (the consumer's), or made apart (another cell width)
+        batch = main.like() if trial % 3 else DuplicateIndex(50.0, 24.0, _lon_m=0.0)
+        long_batch = twin.like() if trial % 3 else DuplicateIndex(50.0, 24.0, _lon_m=0.0)
+        found = 0
+        for i in range(400):
+            sub, lon, lat, t = draw()
+            eid = f"B{i}" if i % 50 else f"M{i}"  # now and then an id the index knows
+            expected = twin.find(sub, lon, lat, t) or long_batch.find(sub, lon, lat, t)
+            long_batch.add(eid, sub, lon, lat, t)
+            assert main.report(batch, eid, sub, lon, lat, t) == expected, (trial, i)
+            found += expected is not None
+        # the same cases in the batch (an empty batch made apart takes the index's cell width)
+        assert {k: v[0] for k, v in batch.where.items()} == {k: v[0] for k, v in long_batch.where.items()}
+        for _ in range(200):
+            sub, lon, lat, t = draw()
+            assert batch.find(sub, lon, lat, t) == long_batch.find(sub, lon, lat, t)
+        assert found > 0
+
+
 @pytest.fixture
 def svc(stack, make_services):
     return F.case_services(stack, make_services)
