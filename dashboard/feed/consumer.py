@@ -353,7 +353,8 @@ class Consumer:
         self._follow_deltas()  # what the other consumers applied, for the duplicates check
         outcome = self._commit(placed)
         self.cases.duplicates.merge(outcome.reports)  # before follow: it then skips them as known
-        self.cases.duplicates.follow(outcome.deltas, OPEN_STATES)
+        digest = self.cases.duplicates.digest(outcome.deltas, OPEN_STATES)
+        self.cases.duplicates.follow_digest(digest)
         dead += outcome.dead
         self.stats["batches"] += 1
         for k in ("applied", "duplicates", "parked", "released", "stale"):
@@ -362,11 +363,12 @@ class Consumer:
         if placed:
             self._last_message_at = datetime.now(timezone.utc)
         self.rate.add(len(entries))
-        self._post = (dead, ids, outcome.deltas)
-        self._finish(dead, ids, outcome.deltas)
+        self._post = (dead, ids, outcome.deltas, digest)
+        self._finish(dead, ids, outcome.deltas, digest)
 
-    def _finish(self, dead: list, ids: list[str], deltas: list[dict]) -> None:
-        """After commit: dead letters, ack, deltas (one round trip)."""
+    def _finish(self, dead: list, ids: list[str], deltas: list[dict], digest: list | None = None) -> None:
+        """After commit: dead letters, ack, deltas and their digest for the other consumers' duplicate
+        indexes (one round trip)."""
         at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
         pipe = self.redis.pipeline(transaction=False)
         for sid, payload, reason, mid in dead:
@@ -376,7 +378,9 @@ class Consumer:
         if ids:
             pipe.xack(STREAM, GROUP, *ids)
         if self.push:
-            D.publish_command(pipe, deltas)
+            if digest is None:
+                digest = self.cases.duplicates.digest(deltas, OPEN_STATES)
+            D.publish_command(pipe, deltas, digest)
         res = pipe.execute()
         idx = self.cases.duplicates
         if self.push and deltas and idx.seeded and idx.deltas_from != "$":
@@ -490,8 +494,13 @@ class Consumer:
                     if self._own_deltas and _s(sid) in self._own_deltas:
                         self._own_deltas.discard(_s(sid))
                         continue
+                    digest = fields.get(b"o", fields.get("o"))
+                    if digest is not None:
+                        idx.follow_digest(D.decode(digest))
+                        continue
                     payload = fields.get(b"d", fields.get("d"))
-                    # most entries are position pings' only: skip them without decoding
+                    # no digest (another publisher): most entries are position pings' only, skip
+                    # them without decoding
                     if payload and b'"k":"event"' in (payload if isinstance(payload, bytes) else payload.encode()):
                         idx.follow(D.decode(payload), OPEN_STATES)
                 idx.deltas_from = _s(entries[-1][0])
@@ -527,8 +536,11 @@ class Consumer:
                 with self.engine.begin() as conn:
                     out = apply_batch(conn, [], tz=self.tz, recheck_events=evs, recheck_hazards=hzs, ctx=self.cases)
                 self.stats["released"] += out.released
-                self._post = (out.dead, [], out.deltas)
-                self._finish(out.dead, [], out.deltas)
+                # our own index follows them here: _follow_deltas skips the entries we publish
+                digest = self.cases.duplicates.digest(out.deltas, OPEN_STATES)
+                self.cases.duplicates.follow_digest(digest)
+                self._post = (out.dead, [], out.deltas, digest)
+                self._finish(out.dead, [], out.deltas, digest)
             cutoff = datetime.now(timezone.utc) - timedelta(seconds=self.pending_max_age_s)
             with self.engine.begin() as conn:
                 expired = expire_pending(conn, cutoff)

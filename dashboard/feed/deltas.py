@@ -101,10 +101,14 @@ def decode(payload: bytes | str) -> list[dict]:
     return orjson.loads(payload)
 
 
-def publish_command(pipe, deltas: list[dict]) -> None:
-    """Queue the XADD of one batch's deltas on a Redis pipeline."""
+def publish_command(pipe, deltas: list[dict], digest: list | None = None) -> None:
+    """Queue the XADD of one batch's deltas on a Redis pipeline; ``digest`` (field ``o``) is what
+    the other consumers' duplicate indexes take from them (casework.DuplicateIndex.digest)."""
     if deltas:
-        pipe.xadd(DELTAS, {"d": encode(deltas)}, maxlen=DELTAS_MAXLEN, approximate=True)
+        fields = {"d": encode(deltas)}
+        if digest:
+            fields["o"] = orjson.dumps(digest)
+        pipe.xadd(DELTAS, fields, maxlen=DELTAS_MAXLEN, approximate=True)
 
 
 def zone(name: str | None) -> tzinfo:

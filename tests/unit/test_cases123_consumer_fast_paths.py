@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta, timezone
 
+import orjson
 import pytest
 import sqlalchemy as sa
 
@@ -156,6 +157,56 @@ def test_cases125_own_deltas_are_skipped_the_others_followed(svc):
     with svc.engine.connect() as conn:
         dup = dict(conn.execute(sa.select(event.c.id, event.c.duplicate_of)).all())
     assert dup["S4"] == "S2" and dup["S5"] == "S3"
+
+
+def test_cases127_the_digest_beside_the_deltas_is_what_following_them_gives(svc):
+    """A consumer publishes, beside each batch's deltas, the digest the others' duplicate indexes
+    follow (field o); an entry without one (another publisher) is still followed from its deltas."""
+    from dashboard.feed.apply import OPEN_STATES
+    from dashboard.feed.contract import DELTAS
+    from dashboard.feed.deltas import decode
+
+    r = svc.redis
+    now = datetime.now(F.CST)
+    rnd = random.Random(127)
+    msgs = []
+    for i in range(40):
+        p = F.point_in(i % 3)
+        loc = {"lon": p["lon"] + rnd.uniform(-1e-4, 1e-4), "lat": p["lat"] + rnd.uniform(-1e-4, 1e-4)}
+        body = dict(type="event.reported", event_id=f"D{i}", category="disputes",
+                    occurred_at=(now - timedelta(minutes=90 - i)).isoformat(), description="噪音")
+        if i % 5:  # every fifth without a 小类: never in the index
+            body["subcategory"] = "noise"
+        msgs.append(F.envelope(f"D{i}-r", location=loc, **body))
+    F.xadd_all(r, msgs)
+    c1 = Consumer(svc, name="c1", batch=7)
+    c1.run(burst=True)
+    entries = [f for _sid, f in r.xrange(DELTAS)]
+    assert entries and all(b"o" in f for f in entries)
+    by_digest, by_deltas = _idx(), _idx()
+    for f in entries:
+        by_digest.follow_digest(decode(f[b"o"]))
+        by_deltas.follow(decode(f[b"d"]), OPEN_STATES)
+    assert set(by_digest.where) == {f"D{i}" for i in range(40) if i % 5}
+    assert by_digest.where == by_deltas.where
+    # cases leaving the open states leave the digest's index too
+    closed = [{"k": "event", "op": "upsert", "id": "D1", "st": "closed", "sub": "noise"},
+              {"k": "event", "op": "delete", "id": "D2"}, {"k": "position", "id": "D3"}]
+    assert _idx().digest(closed, OPEN_STATES) == ["D1", "D2"]
+    by_digest.follow_digest(_idx().digest(closed, OPEN_STATES))
+    assert "D1" not in by_digest.where and "D2" not in by_digest.where and "D3" in by_digest.where
+
+    # another publisher's entry, deltas only: the consumer following grid:deltas learns its case
+    p = F.point_in(2, 0.2, 0.2)
+    r.xadd(DELTAS, {"d": orjson.dumps([{"k": "event", "op": "upsert", "g": F.GRIDS[2], "id": "EXT1",
+                                        "st": "reported", "sub": "noise", "lon": p["lon"],
+                                        "lat": p["lat"], "at": (now - timedelta(minutes=5)).isoformat()}])})
+    F.xadd_all(r, [F.envelope("X1-r", type="event.reported", event_id="X1", category="disputes",
+                              subcategory="noise", location={"lon": p["lon"], "lat": p["lat"] + 5 * M_LAT},
+                              occurred_at=now.isoformat(), description="噪音")])
+    c1.run(burst=True)
+    with svc.engine.connect() as conn:
+        assert conn.execute(sa.select(event.c.duplicate_of).where(event.c.id == "X1")).scalar_one() == "EXT1"
 
 
 def test_cases126_update_rows_checks_the_version_and_counts_what_it_changed(svc):
