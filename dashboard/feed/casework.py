@@ -290,13 +290,9 @@ def default_context() -> CaseContext:
 
 # --- likely duplicates ----------------------------------------------------------------------
 
-@dataclass(slots=True)  # one object per open case in the index, not two (fewer for the collector)
-class _Open:
-    id: str
-    lon: float
-    lat: float
-    at: float          # POSIX seconds of the report
-
+# One open case in the index is a tuple (id, lon, lat, POSIX seconds of the report): one is made
+# for every report a consumer learns (its own and the others'), and a tuple is made in C (a slotted
+# dataclass ran a Python __init__ each time).
 
 # A cell is one int: x * _ROW + y. Cells are ``radius`` metres wide (50 m by default), so y
 # stays far below _ROW / 2 anywhere on Earth and two cells never share a key.
@@ -311,7 +307,7 @@ class DuplicateIndex:
 
     radius_m: float = 50.0
     window_h: float = 24.0
-    cells: dict = field(default_factory=dict)       # sub -> {cell: [_Open, ...]} (a cell holds a few)
+    cells: dict = field(default_factory=dict)       # sub -> {cell: [(id, lon, lat, at), ...]} (a few)
     where: dict = field(default_factory=dict)       # event id -> (sub, cell)
     seeded: bool = False
     deltas_from: str = "$"                          # grid:deltas read position (other consumers)
@@ -345,7 +341,7 @@ class DuplicateIndex:
         cell = by_cell.get(key)
         if cell is None:
             cell = by_cell[key] = []
-        cell.append(_Open(eid, lon, lat, t))
+        cell.append((eid, lon, lat, t))
         self.where[eid] = (sub, key)
 
     def merge(self, other: "DuplicateIndex | None") -> None:
@@ -360,8 +356,8 @@ class DuplicateIndex:
             # cells of another width, or cases known already (not for a batch's new reports)
             for by_cell in other.cells.values():
                 for cell in by_cell.values():
-                    for o in cell:
-                        self.add(o.id, other.where[o.id][0], o.lon, o.lat, o.at)
+                    for oid, olon, olat, oat in cell:
+                        self.add(oid, other.where[oid][0], olon, olat, oat)
             return
         for sub, by_cell in other.cells.items():
             mine = self.cells.get(sub)
@@ -383,7 +379,7 @@ class DuplicateIndex:
             by_cell = self.cells.get(sub)
             cell = by_cell.get(key) if by_cell is not None else None
             if cell is not None:
-                cell[:] = [o for o in cell if o.id != eid]
+                cell[:] = [o for o in cell if o[0] != eid]
                 if not cell:
                     del by_cell[key]
                     if not by_cell:
@@ -403,19 +399,19 @@ class DuplicateIndex:
         if not by_cell:
             return None
         since = t - self.window_s
-        best, best_d = None, self.radius_m
+        best, best_d, best_at = None, self.radius_m, 0.0
         kx = self._lon_m
         for off in _AROUND:
             cell = by_cell.get(key + off)
             if not cell:
                 continue
-            for o in cell:
-                if not (since <= o.at <= t):
+            for oid, olon, olat, oat in cell:
+                if not (since <= oat <= t):
                     continue
-                d = math.hypot((o.lon - lon) * kx, (o.lat - lat) * M_PER_DEG_LAT)
-                if d <= best_d and (best is None or d < best_d or o.at < best.at):
-                    best, best_d = o, d
-        return best.id if best is not None else None
+                d = math.hypot((olon - lon) * kx, (olat - lat) * M_PER_DEG_LAT)
+                if d <= best_d and (best is None or d < best_d or oat < best_at):
+                    best, best_d, best_at = oid, d, oat
+        return best
 
     def report(self, batch: "DuplicateIndex", eid: str, sub: str | None, lon: float | None, lat: float | None,
                t: float) -> str | None:
@@ -438,7 +434,7 @@ class DuplicateIndex:
 
     def prune(self, now: datetime) -> None:
         cutoff = now.timestamp() - self.window_s - 3600.0
-        old = [o.id for by_cell in self.cells.values() for cell in by_cell.values() for o in cell if o.at < cutoff]
+        old = [o[0] for by_cell in self.cells.values() for cell in by_cell.values() for o in cell if o[3] < cutoff]
         for eid in old:
             self.drop(eid)
 
