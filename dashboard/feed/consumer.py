@@ -352,9 +352,7 @@ class Consumer:
         dead += [(it.stream_id, it.raw, reason, it.msg.id) for it, reason in misplaced]
         self._follow_deltas()  # what the other consumers applied, for the duplicates check
         outcome = self._commit(placed)
-        self.cases.duplicates.merge(outcome.reports)  # before follow: it then skips them as known
-        digest = self.cases.duplicates.digest(outcome.deltas, OPEN_STATES)
-        self.cases.duplicates.follow_digest(digest)
+        self.cases.duplicates.merge(outcome.reports)  # before following the deltas: it then skips them
         dead += outcome.dead
         self.stats["batches"] += 1
         for k in ("applied", "duplicates", "parked", "released", "stale"):
@@ -363,8 +361,15 @@ class Consumer:
         if placed:
             self._last_message_at = datetime.now(timezone.utc)
         self.rate.add(len(entries))
-        self._post = (dead, ids, outcome.deltas, digest)
-        self._finish(dead, ids, outcome.deltas, digest)
+        self._after_commit(dead, ids, outcome.deltas)
+
+    def _after_commit(self, dead: list, ids: list[str], deltas: list[dict]) -> None:
+        """Our own duplicate index follows the committed deltas (_follow_deltas skips the entries
+        we publish), then ``_finish`` sends them out (again after a Redis outage: ``_post``)."""
+        digest = self.cases.duplicates.digest(deltas, OPEN_STATES)
+        self.cases.duplicates.follow_digest(digest)
+        self._post = (dead, ids, deltas, digest)
+        self._finish(dead, ids, deltas, digest)
 
     def _finish(self, dead: list, ids: list[str], deltas: list[dict], digest: list | None = None) -> None:
         """After commit: dead letters, ack, deltas and their digest for the other consumers' duplicate
@@ -536,11 +541,7 @@ class Consumer:
                 with self.engine.begin() as conn:
                     out = apply_batch(conn, [], tz=self.tz, recheck_events=evs, recheck_hazards=hzs, ctx=self.cases)
                 self.stats["released"] += out.released
-                # our own index follows them here: _follow_deltas skips the entries we publish
-                digest = self.cases.duplicates.digest(out.deltas, OPEN_STATES)
-                self.cases.duplicates.follow_digest(digest)
-                self._post = (out.dead, [], out.deltas, digest)
-                self._finish(out.dead, [], out.deltas, digest)
+                self._after_commit(out.dead, [], out.deltas)
             cutoff = datetime.now(timezone.utc) - timedelta(seconds=self.pending_max_age_s)
             with self.engine.begin() as conn:
                 expired = expire_pending(conn, cutoff)
