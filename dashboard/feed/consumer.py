@@ -630,15 +630,19 @@ def cli_consume(settings, name: str | None = None, burst: bool = False) -> int:
     """``python -m dashboard consume``: SIGTERM/SIGINT finish the batch, ack it and exit 0."""
     from ..services import Services
 
-    services = Services.open(settings)
-    consumer = Consumer(services, name=name or default_name(settings))
+    # heard before anything slow (migrations, the embedded Redis): a stop while starting is kept
+    # and ends the run at once with its stats line, instead of killing the process unannounced
+    stop = threading.Event()
+    name = name or default_name(settings)
 
     def _stop(signum, _frame):
-        log.info("stop requested", extra={"signal": signum, "consumer": consumer.name})
-        consumer.stop()
+        log.info("stop requested", extra={"signal": signum, "consumer": name})
+        stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    services = Services.open(settings)
+    consumer = Consumer(services, name=name, stop_event=stop)
     try:
         stats = consumer.run(burst=burst)
         print(" ".join(f"{k}={v}" for k, v in stats.items()), flush=True)

@@ -45,12 +45,7 @@ def cli_consume_pool(settings: Settings, name: str | None = None, burst: bool = 
         return cli_consume(settings, name=name, burst=burst)
     from ..services import Services
 
-    services = Services.open(settings)  # migrations, and the embedded Redis the workers share
-    base = name or default_name(settings)
-    ctx = mp.get_context("spawn")  # a fresh interpreter: no inherited engine, sockets or threads
-    procs = [ctx.Process(target=_worker, args=(settings, services.redis_url, f"{base}-{i}", burst),
-                         name=f"{base}-{i}") for i in range(1, n + 1)]
-
+    procs: list = []
     stopping = []
 
     def _forward(signum, _frame):
@@ -60,24 +55,38 @@ def cli_consume_pool(settings: Settings, name: str | None = None, burst: bool = 
             if p.pid is not None and p.is_alive():
                 os.kill(p.pid, signal.SIGTERM)
 
+    # set before anything slow: a stop while migrating or starting Redis means no worker starts
     old = {sig: signal.signal(sig, _forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    services = None
     try:
+        services = Services.open(settings)  # migrations, and the embedded Redis the workers share
+        base = name or default_name(settings)
+        ctx = mp.get_context("spawn")  # a fresh interpreter: no inherited engine, sockets or threads
+        procs.extend(ctx.Process(target=_worker, args=(settings, services.redis_url, f"{base}-{i}", burst),
+                                 name=f"{base}-{i}") for i in range(1, n + 1))
         for p in procs:
+            if stopping:
+                break
             p.start()
+        if stopping:  # a stop that came while one was being started reaches it too
+            _forward(stopping[0], None)
         log.info("consumer workers started", extra={"workers": n, "names": [p.name for p in procs],
                                                     "pids": [p.pid for p in procs]})
         for p in procs:
-            p.join()
+            if p.pid is not None:
+                p.join()
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
         for p in procs:  # an exception above: do not leave workers behind
-            if p.is_alive():
+            if p.pid is not None and p.is_alive():
                 p.terminate()
                 p.join(10)
-        services.close()
+        if services is not None:
+            services.close()
     # a worker still starting (before it could set its handler) ends by the SIGTERM itself
-    failed = [p.name for p in procs if p.exitcode != 0 and not (stopping and p.exitcode == -signal.SIGTERM)]
+    failed = [p.name for p in procs if p.pid is not None and p.exitcode != 0
+              and not (stopping and p.exitcode == -signal.SIGTERM)]
     if failed:
         log.error("consumer workers failed", extra={"workers": failed})
     return 1 if failed else 0

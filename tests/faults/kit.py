@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -15,7 +16,7 @@ from dashboard.store.engine import make_engine, migrate
 from dashboard.store.schema import event, event_step, feed_message, feed_pending, hazard, patrol, position
 from tests.unit import feed_support as F
 
-from .procs import popen
+from .procs import popen, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -109,9 +110,24 @@ def drained(r, timeout: float = 120.0) -> bool:
     return False
 
 
+def catches_sigterm(pid: int) -> bool:
+    """The process has its own SIGTERM handler (Linux: the caught-signals mask in /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next((line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), "0")
+    return bool(int(mask, 16) >> (signal.SIGTERM - 1) & 1)
+
+
 def stop(proc: subprocess.Popen, timeout: float = 60) -> str:
-    """SIGTERM, wait, and the stats line(s) it printed."""
+    """SIGTERM once the process can hear it, wait, and the stats line(s) it printed.
+
+    A consumer restarted just before the end may still be in the interpreter's start-up, where
+    SIGTERM is still the default (die at once, print nothing); the stop a test means is the one
+    the consumer handles, so it waits for the handler first."""
     if proc.poll() is None:
+        wait_until(lambda: catches_sigterm(proc.pid) or proc.poll() is not None, 60, step=0.02)
         proc.terminate()
     try:
         out, _ = proc.communicate(timeout=timeout)

@@ -229,3 +229,37 @@ def test_feed023_worker_pool_stops_on_sigterm_and_dies_with_its_parent(store, tm
     assert not any(F.alive(p) for p in pids)
     assert r.xpending(STREAM, GROUP)["pending"] == 0  # they finished their batches before exiting
     assert F.count(engine, event) == _ledger(engine) < 40_000
+
+
+# the stop arrives while the consumer opens its store (migrations, Redis), before it reads anything
+_STOP_WHILE_OPENING = """
+import os, signal, sys
+from dashboard import services
+real = services.Services.open.__func__
+def opening(cls, settings, **kw):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return real(cls, settings, **kw)
+services.Services.open = classmethod(opening)
+from dashboard.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_feed024_sigterm_while_starting_is_a_clean_stop(store, tmp_path, workers):
+    db_url, redis_url, engine, r = store
+    F.xadd_all(r, [F.reported(f"U{i}", i % 3) for i in range(500)])
+    name = f"u{workers}"
+    proc = subprocess.Popen([sys.executable, "-c", _STOP_WHILE_OPENING, "consume", "--name", name,
+                             "--workers", str(workers)], cwd=ROOT, env=_env(db_url, redis_url, tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=120)
+    # not killed by the signal's default action: it heard the stop, finished opening and exited 0
+    assert proc.returncode == 0, (proc.returncode, err.decode()[-2000:])
+    if workers == 1:
+        assert out.decode().split() == ["batches=0", "applied=0", "duplicates=0", "dead=0", "parked=0",
+                                        "released=0", "stale=0"], out
+    else:
+        assert out == b""  # no worker was started
+    assert _ledger(engine) == 0
+    assert not r.xinfo_groups(STREAM)  # it never joined the group, so it read nothing
