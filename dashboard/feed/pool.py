@@ -12,7 +12,8 @@ entries claimed back by the others.
 
 The parent starts the embedded Redis when there is no ``REDIS_URL`` (the
 workers connect to it), forwards SIGTERM/SIGINT to the workers, waits for them
-to finish their batch, and exits non-zero if any worker failed. A worker
+to finish their batch, and exits non-zero if any worker failed. A stop that
+comes while it opens the store starts no worker. A worker
 whose parent dies gets SIGTERM (Linux ``PR_SET_PDEATHSIG``), so no orphan keeps
 consuming.
 """
@@ -48,12 +49,15 @@ def cli_consume_pool(settings: Settings, name: str | None = None, burst: bool = 
     procs: list = []
     stopping = []
 
-    def _forward(signum, _frame):
-        stopping.append(signum)
-        log.info("stop requested; stopping the workers", extra={"signal": signum, "workers": n})
+    def _stop_started():
         for p in procs:
             if p.pid is not None and p.is_alive():
                 os.kill(p.pid, signal.SIGTERM)
+
+    def _forward(signum, _frame):
+        stopping.append(signum)
+        log.info("stop requested; stopping the workers", extra={"signal": signum, "workers": n})
+        _stop_started()
 
     # set before anything slow: a stop while migrating or starting Redis means no worker starts
     old = {sig: signal.signal(sig, _forward) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -69,7 +73,7 @@ def cli_consume_pool(settings: Settings, name: str | None = None, burst: bool = 
                 break
             p.start()
         if stopping:  # a stop that came while one was being started reaches it too
-            _forward(stopping[0], None)
+            _stop_started()
         log.info("consumer workers started", extra={"workers": n, "names": [p.name for p in procs],
                                                     "pids": [p.pid for p in procs]})
         for p in procs:
