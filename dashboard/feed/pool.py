@@ -74,8 +74,10 @@ def cli_consume_pool(settings: Settings, name: str | None = None, burst: bool = 
             p.start()
         if stopping:  # a stop that came while one was being started reaches it too
             _stop_started()
-        log.info("consumer workers started", extra={"workers": n, "names": [p.name for p in procs],
-                                                    "pids": [p.pid for p in procs]})
+        started = [p for p in procs if p.pid is not None]
+        if started:
+            log.info("consumer workers started", extra={"workers": len(started), "names": [p.name for p in started],
+                                                        "pids": [p.pid for p in started]})
         for p in procs:
             if p.pid is not None:
                 p.join()
