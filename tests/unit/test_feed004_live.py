@@ -156,10 +156,16 @@ def wait(cond, timeout: float = 10.0, what: str = "condition"):
         time.sleep(0.05)
 
 
-def push_clients(r, db: int | None = None) -> list[dict]:
-    """This Redis's clients named like the push reader (on a shared server: only our db's)."""
+def push_clients(r, db: int | None = None, others: frozenset = frozenset()) -> list[dict]:
+    """This Redis's clients named like the push reader (on a shared server: only our db's), less
+    ``others``: the ids of those there before the test's server started (the session's Redis is
+    shared, and CI once met a reader another test's server had left, 876 s old)."""
     return [c for c in r.client_list() if c.get("name") == hubmod.CLIENT_NAME
-            and (db is None or int(c.get("db", 0)) == db)]
+            and (db is None or int(c.get("db", 0)) == db) and c["id"] not in others]
+
+
+def reader_ids(r, db: int | None = None) -> frozenset:
+    return frozenset(c["id"] for c in push_clients(r, db))
 
 
 def test_feed050_scope_is_filtered_on_the_server(svc):
@@ -245,15 +251,16 @@ def test_feed054_a_closed_page_leaves_the_hub_and_pages_share_one_redis_connecti
     page is registered before its hello is written, so waiting for the hello is enough."""
     r = svc.redis
     db = r.connection_pool.connection_kwargs.get("db")
+    others = reader_ids(r, db)
     with serving(svc) as (asgi, port):
         first = Page(port, scope=F.STREET)
         first.read_until(hello)
         assert len(asgi.hub.pages) == 1
         assert health.check(svc)[0]["live_pages"] == 1  # /healthz counts this process's pages
-        wait(lambda: len(push_clients(r, db)) == 1, what="the reader's connection")
+        wait(lambda: len(push_clients(r, db, others)) == 1, what="the reader's connection")
         first.close()
         wait(lambda: len(asgi.hub.pages) == 0, what="the closed page to leave the hub")
-        assert len(push_clients(r, db)) == 1  # the process's reader stays; nothing per page
+        assert len(push_clients(r, db, others)) == 1  # the process's reader stays; nothing per page
         assert not [c for c in r.client_list() if c.get("name") == live.CLIENT_NAME
                     and int(c.get("db", 0)) == (db or 0)]
 
@@ -332,12 +339,13 @@ def test_feed057_the_wsgi_route_works_under_gunicorn_gthread(svc, tmp_path):
 def test_push001_one_redis_connection_per_process_however_many_pages(svc):
     r = svc.redis
     db = r.connection_pool.connection_kwargs.get("db")
+    others = reader_ids(r, db)
     with serving(svc) as (asgi, port):
         pages = [Page(port, scope=F.STREET if i % 2 else F.OTHER_STREET) for i in range(60)]
         for p in pages:
             p.read_until(hello)
         assert len(asgi.hub.pages) == 60
-        mine = push_clients(r, db)
+        mine = push_clients(r, db, others)
         assert len(mine) == 1, mine  # not one per page
         F.xadd_all(r, [F.reported("many-in", 1), F.reported("many-out", 3)])
         consume(svc)
@@ -346,10 +354,10 @@ def test_push001_one_redis_connection_per_process_however_many_pages(svc):
             p.read_until(has_id(last))
         for i, p in enumerate(pages):
             assert [d["id"] for d in p.deltas()] == (["many-in"] if i % 2 else ["many-out"])
-        assert len(push_clients(r, db)) == 1
+        assert len(push_clients(r, db, others)) == 1
         for p in pages:
             p.close()
-    wait(lambda: not push_clients(r, db), what="the reader's connection to close with the server")
+    wait(lambda: not push_clients(r, db, others), what="the reader's connection to close with the server")
 
 
 def test_push002_a_resuming_page_joins_the_live_fan_out_without_gap_or_duplicate(svc):
