@@ -23,7 +23,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import signal
 import socket
 import threading
 import time
@@ -39,6 +38,7 @@ from .casework import CaseContext
 from .contract import DEAD_LETTER, DELTAS, GROUP, STREAM, InvalidMessage, parse
 from .health import RateMeter, count_after, mark_store_down, prune_health, write_health
 from .resolve import Resolver
+from .signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,11 @@ class Consumer:
                  name: str | None = None, batch: int = 500, block_ms: int = 1000,
                  claim_idle_ms: int | None = None, stream_maxlen: int | None = None,
                  timezone_name: str | None = None, pending_max_age_s: float = PENDING_MAX_AGE_S,
-                 stop_event: threading.Event | None = None, push: bool = True, sweep: bool = True):
+                 stop_event: threading.Event | None = None, push: bool = True, sweep: bool = True,
+                 settings=None):
+        """``settings`` (with an engine): what the services' settings give a consumer built from
+        services (the working calendar and HOLIDAYS_FILE, 即将到期, duplicates, timeouts), for a
+        pool worker, which has no services of its own."""
         self._own_redis = False
         self.push = push  # False: store only, no deltas to open screens (the demo's history backfill)
         self.sweep = sweep  # False: no escalation sweep in this loop (a test feeding its own timeline)
@@ -129,7 +133,6 @@ class Consumer:
             if redis_client is None:
                 raise TypeError("Consumer(engine, redis, locator) needs a Redis client")
             self.redis = redis_client
-            settings = None
             loc = locator
             if loc is None:
                 from ..geo.locate import Locator
@@ -165,10 +168,12 @@ class Consumer:
         self.stream_maxlen = stream_maxlen if stream_maxlen is not None else (
             settings.stream_maxlen if settings else 1_000_000)
         self.tz = D.zone(timezone_name or (settings.timezone if settings else None))
-        if settings is not None:
+        if self.services is not None:
             from ..cases.workcalendar import calendar_for
 
             self.cases = CaseContext.from_settings(settings, calendar_for(svc))
+        elif settings is not None:
+            self.cases = CaseContext.from_settings(settings)
         else:
             self.cases = CaseContext()
         self.pending_max_age_s = pending_max_age_s
@@ -630,17 +635,8 @@ def cli_consume(settings, name: str | None = None, burst: bool = False) -> int:
     """``python -m dashboard consume``: SIGTERM/SIGINT finish the batch, ack it and exit 0."""
     from ..services import Services
 
-    # heard before anything slow (migrations, the embedded Redis): a stop while starting is kept
-    # and ends the run at once with its stats line, instead of killing the process unannounced
-    stop = threading.Event()
     name = name or default_name(settings)
-
-    def _stop(signum, _frame):
-        log.info("stop requested", extra={"signal": signum, "consumer": name})
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop = stop_on_signals()  # before anything slow: a stop while starting is kept
     services = Services.open(settings)
     consumer = Consumer(services, name=name, stop_event=stop)
     try:

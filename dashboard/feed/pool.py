@@ -25,6 +25,7 @@ import os
 import signal
 
 from ..settings import Settings
+from .signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 MAX_AUTO_WORKERS = 4
@@ -114,11 +115,7 @@ def report_line(name: str, stats: dict, out=None) -> None:
 
 
 def _worker(settings: Settings, redis_url: str, name: str, burst: bool) -> None:
-    import threading
-
-    stop = threading.Event()  # set before anything slow: a stop during start-up is not lost
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = stop_on_signals()
     from ..redis_server import connect_settings, die_with_parent
 
     if die_with_parent is not None:  # elsewhere the parent's finally still stops its workers
@@ -132,7 +129,8 @@ def _worker(settings: Settings, redis_url: str, name: str, burst: bool) -> None:
     block_ms = 1000
     r = connect_settings(settings, redis_url, socket_timeout=block_ms / 1000 + 10, socket_connect_timeout=5)
     consumer = Consumer(engine, r, name=name, block_ms=block_ms, claim_idle_ms=settings.claim_idle_ms,
-                        stream_maxlen=settings.stream_maxlen, timezone_name=settings.timezone, stop_event=stop)
+                        stream_maxlen=settings.stream_maxlen, timezone_name=settings.timezone, stop_event=stop,
+                        settings=settings)
     try:
         try:
             consumer.prepare()

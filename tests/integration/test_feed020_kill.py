@@ -263,3 +263,30 @@ def test_feed024_sigterm_while_starting_is_a_clean_stop(store, tmp_path, workers
         assert out == b""  # no worker was started
     assert _ledger(engine) == 0
     assert not r.xinfo_groups(STREAM)  # it never joined the group, so it read nothing
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_feed025_every_worker_counts_on_the_settings_calendar(store, tmp_path, workers):
+    # A pool's workers have no services of their own: they once built their case clock from the
+    # defaults, so HOLIDAYS_FILE (and the other case settings) reached only a one-process consumer.
+    db_url, redis_url, engine, r = store
+    path = tmp_path / "holidays.yaml"
+    path.write_text("2027:\n  holidays:\n    2027-01-01: 元旦\n    2027-01-02: 元旦\n    2027-01-03: 元旦\n",
+                    encoding="utf-8")
+    at = "2026-12-01T09:00:00+08:00"
+    F.xadd_all(r, [F.envelope("Q-r", type="event.reported", event_id="Q", category="environment",
+                              subcategory="clutter", region_code=F.GRIDS[0], occurred_at="2026-12-01T08:50:00+08:00"),
+                   F.envelope("Q-s2", type="event.step", event_id="Q", seq=2, step="registered",
+                              region_code=F.GRIDS[0], occurred_at=at, deadline_at="2027-01-04T12:00:00+08:00")])
+    proc = _start(_env(db_url, redis_url, tmp_path, HOLIDAYS_FILE=path, DUE_SOON_SHARE="0.5"), "h", "--burst",
+                  workers=workers)
+    _out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(event).where(event.c.id == "Q")).mappings().one()
+    # 1 December 09:00 to 4 January 12:00 with 1 January off: 175.5 working hours (183 on weekdays,
+    # provisional); 即将到期 at half of them (DUE_SOON_SHARE): 87.75 h before it, 4 January 3.5 h,
+    # 28-31 December 30 h, 21-25 December 37.5 h, 17-18 December 15 h, then 1.75 h of Wednesday
+    # 16 December: from 15:45 that day
+    assert row["deadline_provisional"] is False and row["allowance_s"] == 175.5 * 3600
+    assert row["due_soon_at"].isoformat() == "2026-12-16T07:45:00+00:00"
