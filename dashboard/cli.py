@@ -174,6 +174,8 @@ COMMANDS: dict[str, Command] = {
     "briefing": module_command("write a weekly briefing: charts, PDF, XLSX, summary, ZIP", "dashboard.briefing.cli"),
     "units": module_command("the register of handling units: import FILE (CSV or YAML), list, seed-demo",
                             "dashboard.cases.cli_units"),  # C2
+    "recount-deadlines": module_command("count provisional deadlines again once the holiday file knows their "
+                                        "year (--dry-run lists them)", "dashboard.cases.cli_recount"),
 }
 
 

@@ -49,8 +49,10 @@ from .cases.machine import HAZARD_STATES as _HAZARD_STATES  # noqa: E402
 EVENT_STEPS = ("reported",) + tuple(r.step for r in _CASE_RULES)
 STEP_LABELS = {"reported": ("上报", "Reported"), **{r.step: (r.zh, r.en) for r in _CASE_RULES}}
 STEP_LABELS["handling"] = ("处置中", "Handling")
-# steps the store adds itself (negative seq, dashboard/feed/apply.py): a merge recorded on its target
+# steps the store adds itself (negative seq): a merge recorded on its target (dashboard/feed/apply.py),
+# a deadline counted again once the holiday file knew its year (dashboard/cases/recount.py)
 STEP_LABELS["merged_in"] = ("并入", "Merged in")
+STEP_LABELS["recounted"] = ("期限重算", "Deadline recounted")
 STATE_LABELS = {code: (zh, en) for code, (zh, en, _kind) in _CASE_STATES.items()}
 # open: a unit holds the case (it counts on the wall); closed: 结案 / 评价; rejected and merged
 # cases are neither (they were never, or are no longer, cases of their own)

@@ -405,10 +405,6 @@ class _Batch:
         if ev["id"] not in self.new_events:
             self.dirty_events.add(ev["id"])
 
-    def _set_deadline(self, ev: dict, dl) -> None:
-        ev["deadline_at"], ev["deadline_basis"], ev["allowance_s"] = dl.at, dl.basis, dl.allowance_s
-        ev["due_soon_at"], ev["deadline_provisional"] = dl.due_soon_at, dl.provisional
-
     def _route(self, ev: dict, level: int, exclude: tuple[str, ...] = ()) -> str | None:
         register = self.ctx.register(self.conn)
         if register is None:
@@ -493,9 +489,7 @@ class _Batch:
             ev["dispatched_at"] = ev["dispatched_at"] or at
             ev["unit_code"] = unit or self._route(ev, new.level, self._returned_by(ev)) or ev["unit_code"]
             payload["unit"] = ev["unit_code"]
-        elif s == "escalated":
-            if "deadline_at" not in payload:  # the new tier gets the kind's allowance afresh
-                self._set_deadline(ev, ctx.fresh(ev["category"], ev["subcategory"], at))
+        elif s == "escalated":  # without deadline_at, the new tier gets the kind's allowance afresh
             ev["unit_code"] = unit or self._route(ev, new.level)
             payload["unit"] = ev["unit_code"]
         elif s == "returned":
@@ -503,18 +497,10 @@ class _Batch:
             ev["unit_code"] = None
         elif s == "suspended":
             ev["suspended_at"] = at
-            if ev["deadline_at"] is not None:
-                ev["remaining_s"] = ctx.remaining(ev["deadline_basis"], ev["deadline_at"], at)
-                payload["remaining_s"] = ev["remaining_s"]
         elif s == "resumed":
-            if ev["remaining_s"] is not None:
-                self._set_deadline(ev, ctx.resume(ev["deadline_basis"], ev["allowance_s"], ev["remaining_s"], at))
-                payload["deadline_at"] = ev["deadline_at"]
-            ev["suspended_at"] = ev["remaining_s"] = None
+            ev["suspended_at"] = None
         elif s == "extended":
             ev["extensions"] += 1
-            old = ev["deadline_at"] or at
-            self._set_deadline(ev, ctx.extend(ev["deadline_basis"], ev["allowance_s"], old, new.deadline_at, at))
         elif s == "feedback":
             if ev["feedback_at"] is None:
                 ev["feedback_at"] = at
@@ -527,8 +513,12 @@ class _Batch:
                 ev["satisfaction"] = m.satisfaction
         elif s == "supervised":
             ev["supervisions"] += 1
-        if "deadline_at" in payload and s in ("registered", "dispatched", "escalated"):
-            self._set_deadline(ev, ctx.set_to(ev["deadline_basis"], at, payload["deadline_at"]))
+        resuming = s == "resumed" and ev["remaining_s"] is not None
+        ctx.advance(ev, s, at, payload.get("deadline_at"))  # the clock (casework: shared with the replay)
+        if s == "suspended" and ev["deadline_at"] is not None:
+            payload["remaining_s"] = ev["remaining_s"]
+        elif resuming:
+            payload["deadline_at"] = ev["deadline_at"]
         if m.handler:
             ev["handler"] = m.handler
             payload["handler"] = m.handler
@@ -586,7 +576,7 @@ class _Batch:
             return
         if ev["responded_at"] is None:
             ev["responded_at"] = at
-        self._set_deadline(ev, self.ctx.fresh(ev["category"], ev["subcategory"], at))
+        self.ctx.advance(ev, "escalated", at)  # the new tier's allowance afresh
         ev["unit_code"] = self._route(ev, new.level)
         ev["state"], ev["level"], ev["escalations"] = new.state, new.level, new.escalations
         self.system_step(ev, "escalated", at, SYSTEM_ESCALATION, m.reason or None,

@@ -239,6 +239,30 @@ class CaseContext:
         soon = self.instant(working, v - self.share * allowance, at)
         return Deadline(deadline, basis, allowance, soon, self._provisional(working, at, deadline))
 
+    def advance(self, ev: dict, step: str, at: datetime, deadline_at: datetime | None = None) -> None:
+        """Case ``ev``'s clock (the event row's fields) after the legal step ``step`` at ``at``.
+
+        ``deadline_at`` is a deadline the step itself set (registered, dispatched, escalated or
+        extended with one): an operator's instant, kept as given. Every other deadline is derived
+        here: a new tier's allowance afresh on an escalation without one, the time left kept by a
+        suspension and spent again from the resumption. The consumer applies steps through this,
+        and ``dashboard.cases.recalendar`` replays a case's steps through it on a calendar that has
+        since learnt a year, so the two can never count differently."""
+        if step == "escalated" and deadline_at is None:
+            set_deadline(ev, self.fresh(ev["category"], ev["subcategory"], at))
+        elif step == "suspended":
+            if ev["deadline_at"] is not None:
+                ev["remaining_s"] = self.remaining(ev["deadline_basis"], ev["deadline_at"], at)
+        elif step == "resumed":
+            if ev["remaining_s"] is not None:
+                set_deadline(ev, self.resume(ev["deadline_basis"], ev["allowance_s"], ev["remaining_s"], at))
+            ev["remaining_s"] = None
+        elif step == "extended":
+            set_deadline(ev, self.extend(ev["deadline_basis"], ev["allowance_s"], ev["deadline_at"] or at,
+                                         deadline_at, at))
+        if deadline_at is not None and step in ("registered", "dispatched", "escalated"):
+            set_deadline(ev, self.set_to(ev["deadline_basis"], at, deadline_at))
+
     def after_working_days(self, start: datetime, days: int) -> tuple[datetime, bool]:
         due = self.cal.add_working_days(start, days)
         return due.at.astimezone(UTC), due.provisional
@@ -275,6 +299,12 @@ class CaseContext:
             self._register = routing.Register.load(conn)
             self._register_at = now
         return self._register
+
+
+def set_deadline(ev: dict, dl: Deadline) -> None:
+    """Write deadline ``dl`` into the event row ``ev``."""
+    ev["deadline_at"], ev["deadline_basis"], ev["allowance_s"] = dl.at, dl.basis, dl.allowance_s
+    ev["due_soon_at"], ev["deadline_provisional"] = dl.due_soon_at, dl.provisional
 
 
 _DEFAULT: CaseContext | None = None

@@ -46,6 +46,7 @@ DEAD_MAXLEN = 100_000       # dead letters kept for operators (each is also logg
 PENDING_MAX_AGE_S = 300.0   # a held step waits this long for its predecessor or its event
 TRIM_SCAN = 10_000          # at most this many entries trimmed per pass
 OWN_DELTAS_MAX = 10_000     # own grid:deltas entries remembered until read back (one per batch)
+RECOUNT_RETRY_S = 30.0      # a failed recount of provisional deadlines is tried again after this
 BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
 
 
@@ -187,6 +188,7 @@ class Consumer:
         self._last_message_at: datetime | None = None
         self._due: dict[str, float] = {}
         self._store_down = False
+        self._recounted = False
 
     # --- control ----------------------------------------------------------------
     def stop(self) -> None:
@@ -531,9 +533,24 @@ class Consumer:
             self._drop_idle_consumers()
         if force or self._every("health", 1.0):
             self._health(force=True)
+        if not self._recounted and (force or self._every("recount", RECOUNT_RETRY_S)):
+            self._recount()
         from ..cases.escalation import consumer_tick  # C2: breached deadlines, at most every ESCALATION_SWEEP_S
         if self.sweep:
             consumer_tick(self)  # C2
+
+    def _recount(self) -> None:
+        """Once per start: the provisional deadlines the calendar can now count, because the
+        operators filled in their year (dashboard/cases/recount.py); retried while it fails."""
+        from ..cases.recount import recount
+
+        try:
+            recount(self.engine, self.cases, tz=self.tz, redis=self.redis if self.push else None)
+            self._recounted = False
+        except Exception as exc:  # noqa: BLE001 - the deadlines stay provisional, as they were, until it works
+            log.warning("could not recount the provisional deadlines; retrying",
+                        extra={"error": f"{exc.__class__.__name__}: {str(exc)[:300]}", "consumer": self.name,
+                               "retry_in_s": RECOUNT_RETRY_S})
 
     def _release_and_expire(self) -> None:
         """Apply held steps whose gap another consumer filled; dead-letter those that waited too long."""

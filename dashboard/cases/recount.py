@@ -1,0 +1,191 @@
+"""Provisional deadlines counted again once the calendar knows their year.
+
+A deadline whose count crosses a year that neither ``chinesecalendar`` nor the operators' file
+(data/holidays.yaml, HOLIDAYS_FILE) knows is counted on weekdays and marked provisional
+(``deadline_provisional``). When the operators fill in that year and restart, ``recount`` counts
+each such case's clock again on the calendar as it now is:
+
+- It is a replay, not a re-count from the report: the case's clock is rebuilt from its report and
+  its steps (``event_step``, in the order they were applied) through ``CaseContext.advance``, the
+  function the consumer applies steps with. So a deadline an operator set (registered, dispatched,
+  escalated or extended with ``deadline_at``) stays the instant it was; only its 即将到期 and
+  its allowance may move. A derived one (the report's allowance, an escalation's, a resumption's)
+  moves by the holidays and make-up working days the year brought, through any suspension.
+- Only cases whose count now lies wholly in known years are replayed: a deadline still reaching
+  an unknown year would come out the same, provisional again.
+- Each changed case gets a system step ``recounted`` (actor ``system:calendar``, negative seq like
+  the store's other steps) naming the old and the new deadline, so its history says why the
+  deadline moved. The step also bumps ``system_steps``, the version the consumer checks, so a
+  batch that read the case before the recount retries with the recounted clock instead of writing
+  over it; the recount itself updates a case only if its version is still the one it read.
+- The changed cases' deltas go to the screens (grid:deltas) like a batch's.
+
+The consumer runs it once when it starts (``Consumer.run``); ``python -m dashboard
+recount-deadlines`` runs it by hand and lists what moved (``--dry-run`` writes nothing).
+Hazards are not recounted: a hazard keeps no history of the steps its deadline came from (its
+rectification order's working days), so its provisional deadline stays marked as such.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Iterable
+
+import orjson
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection, Engine
+
+from ..store.schema import event as E
+from ..store.schema import event_step as S
+
+log = logging.getLogger(__name__)
+
+ACTOR = "system:calendar"
+STEP = "recounted"
+# the event row's clock: what the replay rebuilds and the recount writes
+CLOCK = ("deadline_at", "deadline_basis", "allowance_s", "due_soon_at", "deadline_provisional", "remaining_s")
+# steps whose deadline_at (in the step's payload) is an operator's instant; any other step's
+# deadline_at in a payload (a resumption's, an automatic escalation's) was derived, and is derived
+# again by the replay
+SETS_DEADLINE = ("registered", "dispatched", "escalated", "extended")
+CHUNK = 500
+PASSES = 3
+
+
+@dataclass(frozen=True)
+class Change:
+    event_id: str
+    state: str
+    before: dict
+    after: dict
+    row: dict   # the event row as recounted (its delta for the screens)
+
+
+def replayable(cal, row) -> bool:
+    """Is case ``row``'s deadline provisional, and does its count now lie in known years only?"""
+    if not row["deadline_provisional"] or row["deadline_at"] is None:
+        return False
+    y0, y1 = sorted((cal.local(row["reported_at"]).year, cal.local(row["deadline_at"]).year))
+    return all(cal.knows_year(y) for y in range(y0, y1 + 1))
+
+
+def _instant(value) -> datetime | None:
+    if not value:
+        return None
+    at = datetime.fromisoformat(value)
+    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
+
+
+def replay(ctx, row, steps: Iterable) -> dict:
+    """The clock of case ``row`` (an event row) rebuilt from its report and ``steps`` (its
+    event_step rows, in the order they were applied) on ``ctx``'s calendar."""
+    from ..feed.casework import set_deadline
+
+    ev = {"category": row["category"], "subcategory": row["subcategory"], **{k: None for k in CLOCK}}
+    set_deadline(ev, ctx.fresh(row["category"], row["subcategory"], row["reported_at"]))
+    for st in steps:
+        if st["step"] == STEP:
+            continue
+        deadline_at = None
+        if st["seq"] > 0 and st["step"] in SETS_DEADLINE and st["payload"]:
+            deadline_at = _instant(orjson.loads(st["payload"]).get("deadline_at"))
+        # a system step (seq < 0): an automatic escalation gets its tier's allowance afresh, as the
+        # consumer gave it; a merge recorded on its target does nothing to the clock
+        ctx.advance(ev, st["step"], st["at"], deadline_at)
+    return {k: ev[k] for k in CLOCK}
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return a is not None and b is not None and abs(a - b) < 1e-6
+    return a == b
+
+
+def _changed(before: dict, after: dict) -> bool:
+    return not all(_same(before[k], after[k]) for k in CLOCK)
+
+
+def _text(at: datetime | None, tz) -> str:
+    return at.astimezone(tz).strftime("%Y-%m-%d %H:%M") if at is not None else "none"
+
+
+def _steps(conn: Connection, ids: list[str]) -> dict[str, list]:
+    out: dict[str, list] = {i: [] for i in ids}
+    rows = conn.execute(select(S.c.event_id, S.c.seq, S.c.step, S.c.at, S.c.payload)
+                        .where(S.c.event_id.in_(ids)).order_by(S.c.event_id, S.c.id)).mappings()
+    for r in rows:
+        out[r["event_id"]].append(r)
+    return out
+
+
+def _write(conn: Connection, row: dict, after: dict, now: datetime, tz) -> bool:
+    """The recounted clock and its step, if the case is still as read (its version)."""
+    version = row["system_steps"] or 0
+    res = conn.execute(update(E).where(E.c.id == row["id"], E.c.last_seq == row["last_seq"],
+                                       E.c.system_steps == row["system_steps"])
+                       .values(**after, system_steps=version + 1, updated_at=now))
+    if res.rowcount != 1:
+        return False
+    old, new = row["deadline_at"], after["deadline_at"]
+    note = (f"deadline recounted on the calendar as it now is: {_text(old, tz)} -> {_text(new, tz)}"
+            + ("" if after["deadline_provisional"] else " (no longer provisional)"))
+    key = f"{row['id']}|{version + 1}|{old and old.isoformat()}|{new and new.isoformat()}"
+    conn.execute(S.insert().values(
+        event_id=row["id"], seq=-(version + 1), step=STEP, at=now, actor=ACTOR, note=note,
+        message_id="recount:" + hashlib.blake2s(key.encode(), digest_size=16).hexdigest(),
+        payload=orjson.dumps({"from": old, "deadline_at": new, "provisional": after["deadline_provisional"]}).decode()))
+    return True
+
+
+def recount(engine: Engine, ctx, *, tz=None, now: datetime | None = None, dry_run: bool = False,
+            redis=None) -> list[Change]:
+    """Replay every provisional deadline the calendar can now count (module docstring); returns
+    what changed (or, with ``dry_run``, what would). With ``redis``, the changed cases' deltas go
+    to the screens. A case that changed between its read and its write (a consumer's batch, or
+    another consumer's recount) is read again, up to ``PASSES`` times."""
+    tz = tz or ctx.cal.tz
+    now = now or datetime.now(timezone.utc)
+    changes: list[Change] = []
+    for _ in range(PASSES):
+        done, missed = _pass(engine, ctx, tz, now, dry_run)
+        changes += done
+        if dry_run or not missed:
+            break
+    else:
+        log.warning("cases kept changing while their deadlines were recounted; left for the next start",
+                    extra={"cases": missed})
+    if changes and not dry_run:
+        log.info("provisional deadlines recounted", extra={"cases": len(changes)})
+        if redis is not None:
+            from ..feed import deltas as D
+
+            deltas = [D.event_delta(c.row, tz) for c in changes]
+            pipe = redis.pipeline(transaction=False)
+            for k in range(0, len(deltas), CHUNK):
+                D.publish_command(pipe, deltas[k:k + CHUNK])
+            pipe.execute()
+    return changes
+
+
+def _pass(engine: Engine, ctx, tz, now: datetime, dry_run: bool) -> tuple[list[Change], int]:
+    with engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(select(E).where(E.c.deadline_provisional.is_(True))).mappings()]
+    todo = [r for r in rows if replayable(ctx.cal, r)]
+    changes: list[Change] = []
+    missed = 0
+    for i in range(0, len(todo), CHUNK):
+        chunk = todo[i:i + CHUNK]
+        with engine.begin() as conn:
+            steps = _steps(conn, [r["id"] for r in chunk])
+            for row in chunk:
+                after = replay(ctx, row, steps[row["id"]])
+                before = {k: row[k] for k in CLOCK}
+                if not _changed(before, after):
+                    continue
+                if dry_run or _write(conn, row, after, now, tz):
+                    changes.append(Change(row["id"], row["state"], before, after, {**row, **after}))
+                else:
+                    missed += 1
+    return changes, missed
