@@ -97,6 +97,18 @@ def patrol(staff_id: str = "S000001", grid_index: int = 0, mid: str | None = Non
                     location=point_in(grid_index))
 
 
+def report_at(eid: str, sub: str, cat: str, at: datetime, **kw) -> dict:
+    """A case's report at a given moment (the case-clock tests' timelines), message id ``{eid}-r``."""
+    return envelope(f"{eid}-r", type="event.reported", event_id=eid, category=cat, subcategory=sub,
+                    region_code=GRIDS[0], occurred_at=at.isoformat(), **kw)
+
+
+def step_at(eid: str, seq: int, name: str, at: datetime, **kw) -> dict:
+    """Step ``seq`` of a case at a given moment, message id ``{eid}-s{seq}``."""
+    return envelope(f"{eid}-s{seq}", type="event.step", event_id=eid, seq=seq, step=name,
+                    region_code=GRIDS[0], occurred_at=at.isoformat(), **kw)
+
+
 def xadd_all(r, messages) -> list[str]:
     from dashboard.feed.contract import STREAM
 

@@ -31,16 +31,8 @@ def svc(stack, make_services):
 
 
 consume = F.consume
-
-
-def report(eid: str, sub: str, cat: str, at: datetime, **kw) -> dict:
-    return F.envelope(f"{eid}-r", type="event.reported", event_id=eid, category=cat, subcategory=sub,
-                      region_code=F.GRIDS[0], occurred_at=at.isoformat(), **kw)
-
-
-def step(eid: str, seq: int, name: str, at: datetime, **kw) -> dict:
-    return F.envelope(f"{eid}-s{seq}", type="event.step", event_id=eid, seq=seq, step=name,
-                      region_code=F.GRIDS[0], occurred_at=at.isoformat(), **kw)
+report = F.report_at
+step = F.step_at
 
 
 def row(engine, eid: str) -> dict:
