@@ -246,7 +246,7 @@ class CaseContext:
         extended with one): an operator's instant, kept as given. Every other deadline is derived
         here: a new tier's allowance afresh on an escalation without one, the time left kept by a
         suspension and spent again from the resumption. The consumer applies steps through this,
-        and ``dashboard.cases.recalendar`` replays a case's steps through it on a calendar that has
+        and ``dashboard.cases.recount`` replays a case's steps through it on a calendar that has
         since learnt a year, so the two can never count differently."""
         if step == "escalated" and deadline_at is None:
             set_deadline(ev, self.fresh(ev["category"], ev["subcategory"], at))
@@ -257,7 +257,7 @@ class CaseContext:
             if ev["remaining_s"] is not None:
                 set_deadline(ev, self.resume(ev["deadline_basis"], ev["allowance_s"], ev["remaining_s"], at))
             ev["remaining_s"] = None
-        elif step == "extended":
+        elif step == "extended" and deadline_at is not None:  # the machine requires one
             set_deadline(ev, self.extend(ev["deadline_basis"], ev["allowance_s"], ev["deadline_at"] or at,
                                          deadline_at, at))
         if deadline_at is not None and step in ("registered", "dispatched", "escalated"):

@@ -546,7 +546,7 @@ class Consumer:
 
         try:
             recount(self.engine, self.cases, tz=self.tz, redis=self.redis if self.push else None)
-            self._recounted = False
+            self._recounted = True
         except Exception as exc:  # noqa: BLE001 - the deadlines stay provisional, as they were, until it works
             log.warning("could not recount the provisional deadlines; retrying",
                         extra={"error": f"{exc.__class__.__name__}: {str(exc)[:300]}", "consumer": self.name,

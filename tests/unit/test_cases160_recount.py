@@ -291,3 +291,26 @@ def test_cases165_a_suspension_over_new_years_day_is_counted_again(tmp_path, hol
     assert R.replay(weekdays, row, steps)["deadline_at"] == t("2027-01-01T10:00:00")
     new = R.replay(known, row, steps)
     assert new["deadline_at"] == t("2027-01-04T10:00:00") and new["deadline_provisional"] is False
+
+
+def test_cases166_the_consumer_recounts_once_a_start_and_again_after_a_failure(svc, monkeypatch):
+    calls = []
+    real = R.recount
+
+    def counted(*args, **kw):
+        calls.append(kw)
+        if fail and len(calls) == 1:
+            raise RuntimeError("the store went away")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(R, "recount", counted)
+    fail = False
+    F.xadd_all(svc.redis, timelines()[:2])
+    assert F.consume(svc)["applied"] == 2   # a batch, then the last pass's forced housekeeping
+    assert len(calls) == 1 and calls[0]["redis"] is not None
+    # a failed recount is tried again (here by the last pass), not given up
+    calls.clear()
+    fail = True
+    F.xadd_all(svc.redis, [step("OP", 3, "dispatched", t("2026-12-01T10:00:00"))])
+    assert F.consume(svc)["applied"] == 1
+    assert len(calls) == 2
