@@ -17,8 +17,7 @@ def add_arguments(p) -> None:
 def run(args, settings) -> int:
     from ..feed.casework import CaseContext
     from ..store.engine import make_engine, migrate
-    from ..store.schema import event
-    from .recount import recount, replayable
+    from .recount import recount, waiting
     from .workcalendar import CalendarError
 
     try:
@@ -39,15 +38,9 @@ def run(args, settings) -> int:
             old, new = c.before["deadline_at"], c.after["deadline_at"]
             print(f"{c.event_id}\t{c.state}\t{_at(old, tz)}\t->\t{_at(new, tz)}"
                   f"\t{'provisional' if c.after['deadline_provisional'] else 'final'}")
-        from sqlalchemy import select
-
-        with engine.connect() as conn:
-            left = [dict(x) for x in conn.execute(select(event.c.reported_at, event.c.deadline_at,
-                                                         event.c.deadline_provisional)
-                                                  .where(event.c.deadline_provisional.is_(True))).mappings()]
-        waiting = sum(1 for x in left if not replayable(ctx.cal, x))
+        left = waiting(engine, ctx.cal)
         verb = "would be recounted (dry run: nothing written)" if args.dry_run else "recounted"
-        print(f"{len(changes)} deadlines {verb}; {waiting} still provisional, waiting for a year the "
+        print(f"{len(changes)} deadlines {verb}; {left} still provisional, waiting for a year the "
               f"calendar does not know yet ({ctx.cal.overrides.path or 'HOLIDAYS_FILE'})")
         return 0
     finally:

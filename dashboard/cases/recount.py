@@ -169,15 +169,33 @@ def recount(engine: Engine, ctx, *, tz=None, now: datetime | None = None, dry_ru
     return changes
 
 
+def _candidates(conn: Connection, cal) -> tuple[list[str], int]:
+    """The provisional cases the calendar can now count (their ids), and how many still wait for
+    a year it does not know. Reads three columns of each provisional row, not the rows: late in a
+    year most provisional cases still wait, and every consumer start runs this."""
+    rows = conn.execute(select(E.c.id, E.c.reported_at, E.c.deadline_at, E.c.deadline_provisional)
+                        .where(E.c.deadline_provisional.is_(True))).mappings().all()
+    ready = [r["id"] for r in rows if replayable(cal, r)]
+    return ready, len(rows) - len(ready)
+
+
+def waiting(engine: Engine, cal) -> int:
+    """How many provisional deadlines still reach a year the calendar does not know."""
+    with engine.connect() as conn:
+        return _candidates(conn, cal)[1]
+
+
 def _pass(engine: Engine, ctx, tz, now: datetime, dry_run: bool) -> tuple[list[Change], int]:
     with engine.connect() as conn:
-        rows = [dict(r) for r in conn.execute(select(E).where(E.c.deadline_provisional.is_(True))).mappings()]
-    todo = [r for r in rows if replayable(ctx.cal, r)]
+        ready, _ = _candidates(conn, ctx.cal)
     changes: list[Change] = []
     missed = 0
-    for i in range(0, len(todo), CHUNK):
-        chunk = todo[i:i + CHUNK]
+    for i in range(0, len(ready), CHUNK):
+        ids = ready[i:i + CHUNK]
         with engine.begin() as conn:
+            # the rows as this transaction reads them: their version is the one the write checks
+            chunk = [dict(r) for r in conn.execute(select(E).where(E.c.id.in_(ids))).mappings()
+                     if replayable(ctx.cal, r)]
             steps = _steps(conn, [r["id"] for r in chunk])
             for row in chunk:
                 after = replay(ctx, row, steps[row["id"]])
