@@ -130,3 +130,29 @@ def test_cases142_two_consumers_racing_apply_each_escalation_once(svc):
     for eid in ids:
         assert evs[eid]["level"] == 2 and evs[eid]["escalations"] == 1 and evs[eid]["system_steps"] == 1
         assert [(s.seq, s.step) for s in system_steps(svc.engine, eid)] == [(-1, "escalated")]
+
+
+def test_cases143_the_api_reads_a_history_in_time_order(stack, make_services):
+    """GET /api/v1/reports/<id>: the automatic escalation shows where it happened, between the
+    dispatch and the handling, with its actor; ordered by seq it came first (its seq is -1)."""
+    from dashboard.app import create_app
+
+    svc = F.case_services(stack, make_services, ingest_api_keys="k-hist", api_read_rate_limit="1000/second")
+    r = svc.redis
+    F.xadd_all(r, case("H1"))
+    Consumer(svc, name="c1").run(burst=True)
+    F.xadd_all(r, [escalate("esc-H1", "H1", rows(svc.engine)["H1"]["deadline_at"], minutes_ago=20)])
+    Consumer(svc, name="c1").run(burst=True)
+    F.xadd_all(r, [F.envelope("H1-s4", type="event.step", event_id="H1", seq=4, step="handling",
+                              region_code=F.GRIDS[0], occurred_at=at(10), note="到场处置")])
+    assert Consumer(svc, name="c1").run(burst=True)["dead"] == 0
+    client = create_app(svc.settings, svc).server.test_client()
+    resp = client.get("/api/v1/reports/H1", headers={"X-API-Key": "k-hist"})
+    assert resp.status_code == 200, resp.get_json()
+    steps = resp.get_json()["steps"]
+    assert [(s["seq"], s["step"]) for s in steps] == [(2, "registered"), (3, "dispatched"), (-1, "escalated"),
+                                                      (4, "handling")]
+    times = [datetime.fromisoformat(s["at"]) for s in steps]
+    assert times == sorted(times)
+    assert steps[2]["actor"] == "system:auto-escalation" and steps[3]["note"] == "到场处置"
+    assert steps[0]["actor"] == "S000001"
