@@ -20,10 +20,15 @@ each such case's clock again on the calendar as it now is:
   over it; the recount itself updates a case only if its version is still the one it read.
 - The changed cases' deltas go to the screens (grid:deltas) like a batch's.
 
-The consumer runs it once when it starts (``Consumer.run``); ``python -m dashboard
-recount-deadlines`` runs it by hand and lists what moved (``--dry-run`` writes nothing).
-Hazards are not recounted: a hazard keeps no history of the steps its deadline came from (its
-rectification order's working days), so its provisional deadline stays marked as such.
+Hazards (``recount_hazards``): a rectification deadline counted on the working calendar (an
+order's or an extension's working days, a failed re-inspection's allowance again) keeps where its
+count started and its working seconds (``hazard.deadline_from``, ``allowance_s``; migration 0006),
+so it is counted again from those, on the calendar as it now is. A deadline the message gave as an
+instant is never provisional. A hazard has no step history, so the move is logged, not recorded
+as a step; its ``last_seq`` (the version the consumer checks) is bumped.
+
+The consumer runs both once when it starts (``Consumer.run``); ``python -m dashboard
+recount-deadlines`` runs them by hand and lists what moved (``--dry-run`` writes nothing).
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..store.schema import event as E
 from ..store.schema import event_step as S
+from ..store.schema import hazard as H
 
 log = logging.getLogger(__name__)
 
@@ -207,3 +213,86 @@ def _pass(engine: Engine, ctx, tz, now: datetime, dry_run: bool) -> tuple[list[C
                 else:
                     missed += 1
     return changes, missed
+
+
+# --- hazards ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HazardChange:
+    hazard_id: str
+    state: str
+    before: datetime
+    after: datetime
+    provisional: bool
+    row: dict   # the hazard row as recounted (its delta for the screens)
+
+
+def _hazard_ready(cal, row) -> bool:
+    if row["deadline_from"] is None or row["allowance_s"] is None or row["deadline_at"] is None:
+        return False  # an instant, or stored before the basis was kept (migration 0006)
+    y0, y1 = sorted((cal.local(row["deadline_from"]).year, cal.local(row["deadline_at"]).year))
+    return all(cal.knows_year(y) for y in range(y0, y1 + 1))
+
+
+def _hazard_candidates(conn: Connection, cal) -> tuple[list[str], int]:
+    rows = conn.execute(select(H.c.id, H.c.deadline_from, H.c.allowance_s, H.c.deadline_at)
+                        .where(H.c.deadline_provisional.is_(True))).mappings().all()
+    ready = [r["id"] for r in rows if _hazard_ready(cal, r)]
+    return ready, len(rows) - len(ready)
+
+
+def hazards_waiting(engine: Engine, cal) -> int:
+    """How many provisional hazard deadlines the calendar cannot count again yet (a year it does
+    not know, or no basis kept: stored before migration 0006)."""
+    with engine.connect() as conn:
+        return _hazard_candidates(conn, cal)[1]
+
+
+def recount_hazards(engine: Engine, ctx, *, tz=None, now: datetime | None = None, dry_run: bool = False,
+                    redis=None) -> list[HazardChange]:
+    """Count every provisional hazard deadline the calendar now can again from its basis; returns
+    what changed. A hazard changed between read and write (a consumer's batch) is read again, up to
+    ``PASSES`` times; with ``redis`` the changed hazards' deltas go to the screens."""
+    tz = tz or ctx.cal.tz
+    now = now or datetime.now(timezone.utc)
+    changes: list[HazardChange] = []
+    for _ in range(PASSES):
+        with engine.connect() as conn:
+            ready, _ = _hazard_candidates(conn, ctx.cal)
+        missed = 0
+        for i in range(0, len(ready), CHUNK):
+            with engine.begin() as conn:
+                rows = [dict(r) for r in conn.execute(select(H).where(H.c.id.in_(ready[i:i + CHUNK]))).mappings()
+                        if r["deadline_provisional"] and _hazard_ready(ctx.cal, r)]
+                for row in rows:
+                    due, provisional, _ = ctx.after_working_seconds(row["deadline_from"], row["allowance_s"])
+                    after = {"deadline_at": due, "deadline_provisional": provisional}
+                    if _same(due, row["deadline_at"]) and provisional == row["deadline_provisional"]:
+                        continue
+                    if not dry_run:
+                        res = conn.execute(update(H).where(H.c.id == row["id"], H.c.last_seq == row["last_seq"])
+                                           .values(**after, last_seq=row["last_seq"] + 1, updated_at=now))
+                        if res.rowcount != 1:
+                            missed += 1
+                            continue
+                        after.update(last_seq=row["last_seq"] + 1, updated_at=now)
+                    changes.append(HazardChange(row["id"], row["state"], row["deadline_at"], due, provisional,
+                                                {**row, **after}))
+        if dry_run or not missed:
+            break
+    else:
+        log.warning("hazards kept changing while their deadlines were recounted; left for the next start",
+                    extra={"hazards": missed})
+    if changes and not dry_run:
+        for c in changes:
+            log.info("hazard deadline recounted", extra={"hazard_id": c.hazard_id, "from": c.before.isoformat(),
+                                                         "to": c.after.isoformat(), "provisional": c.provisional})
+        if redis is not None:
+            from ..feed import deltas as D
+
+            deltas = [D.hazard_delta(c.row, tz) for c in changes]
+            pipe = redis.pipeline(transaction=False)
+            for k in range(0, len(deltas), CHUNK):
+                D.publish_command(pipe, deltas[k:k + CHUNK])
+            pipe.execute()
+    return changes

@@ -173,7 +173,7 @@ EVENT_MUTABLE = ("state", "handler", "level", "registered_at", "dispatched_at", 
                  "suspended_at", "resume_state", "remaining_s", "deadline_basis", "allowance_s",
                  "due_soon_at", "deadline_provisional", "merged_into", "system_steps")
 HAZARD_MUTABLE = ("state", "deadline_at", "rectified_at", "reinspected_at", "last_seq", "updated_at",
-                  "ordered_at", "closed_at", "failures", "deadline_provisional")
+                  "ordered_at", "closed_at", "failures", "deadline_provisional", "deadline_from", "allowance_s")
 
 
 class _Batch:
@@ -599,12 +599,20 @@ class _Batch:
                 # refused (dead-lettered): what waits behind it keeps waiting for a valid seq nxt
 
     # --- hazards ----------------------------------------------------------------
-    def _hazard_deadline(self, m, at: datetime) -> tuple[datetime, bool] | None:
+    def _hazard_deadline(self, m, at: datetime) -> tuple[datetime, bool, float | None] | None:
+        """(deadline, provisional, working seconds counted from ``at``, or None for an instant given)."""
         if getattr(m, "deadline_at", None) is not None:
-            return _utc(m.deadline_at), False
+            return _utc(m.deadline_at), False, None
         if getattr(m, "working_days", None) is not None:
             return self.ctx.after_working_days(at, m.working_days)
         return None
+
+    @staticmethod
+    def _hazard_clock(hz: dict, due: tuple, at: datetime) -> None:
+        # what a counted deadline came from, so recount_hazards can count it again once the
+        # calendar knows its year; an instant the message gave keeps none
+        hz["deadline_provisional"] = due[1]
+        hz["deadline_from"], hz["allowance_s"] = (at, due[2]) if due[2] is not None else (None, None)
 
     def on_hazard_found(self, item: Item) -> None:
         m = item.msg
@@ -616,7 +624,7 @@ class _Batch:
                "lon": item.lon, "lat": item.lat, "description": m.description, "found_at": at,
                "deadline_at": None, "rectified_at": None, "reinspected_at": None,
                "last_seq": 1, "updated_at": self.now, "ordered_at": None, "closed_at": None, "failures": 0,
-               "deadline_provisional": False}
+               "deadline_provisional": False, "deadline_from": None, "allowance_s": None}
         due = self._hazard_deadline(m, at)
         if due is not None:  # found with a deadline: rectification ordered at once (found + ordered)
             try:
@@ -624,7 +632,8 @@ class _Batch:
             except IllegalStep as exc:
                 self.dead(item, str(exc))
                 return
-            row.update(state=h.state, deadline_at=h.deadline_at, ordered_at=at, deadline_provisional=due[1])
+            row.update(state=h.state, deadline_at=h.deadline_at, ordered_at=at)
+            self._hazard_clock(row, due, at)
         self.hazards[m.hazard_id] = row
         self.new_hazards[m.hazard_id] = row
         self.record(item)
@@ -673,7 +682,7 @@ class _Batch:
         elif step == "closed":
             hz["closed_at"] = at
         if "deadline_at" in payload:
-            hz["deadline_provisional"] = due[1]
+            self._hazard_clock(hz, due, at)
         hz["state"], hz["deadline_at"], hz["failures"] = h.state, h.deadline_at, h.failures
         hz["last_seq"] += 1
         hz["updated_at"] = self.now

@@ -263,20 +263,24 @@ class CaseContext:
         if deadline_at is not None and step in ("registered", "dispatched", "escalated"):
             set_deadline(ev, self.set_to(ev["deadline_basis"], at, deadline_at))
 
-    def after_working_days(self, start: datetime, days: int) -> tuple[datetime, bool]:
-        due = self.cal.add_working_days(start, days)
-        return due.at.astimezone(UTC), due.provisional
+    def after_working_days(self, start: datetime, days: int) -> tuple[datetime, bool, float]:
+        """A hazard's order of ``days`` working days from ``start``: the deadline, whether it is
+        provisional, and its allowance in working seconds (what ``recount_hazards`` counts again)."""
+        return self.after_working_seconds(start, days * float(self.cal.daily_seconds))
+
+    def after_working_seconds(self, start: datetime, allowance: float) -> tuple[datetime, bool, float]:
+        due = self.cal.add(True, start, allowance)
+        return due.at.astimezone(UTC), due.provisional, allowance
 
     def again(self, start: datetime, previous_start: datetime | None, previous_deadline: datetime | None
-              ) -> tuple[datetime, bool]:
+              ) -> tuple[datetime, bool, float]:
         """The same working-time allowance again from ``start`` (a failed re-inspection without
         a new deadline): the previous order's deadline less its start, on the working clock."""
         if previous_start is None or previous_deadline is None or previous_deadline <= previous_start:
             return self.after_working_days(start, 1)
         allowance = max(self.value(True, previous_deadline) - self.value(True, previous_start),
                         float(self.cal.daily_seconds) / 8)  # at least an hour of work
-        due = self.cal.add(True, start, allowance)
-        return due.at.astimezone(UTC), due.provisional
+        return self.after_working_seconds(start, allowance)
 
     # --- handling units -------------------------------------------------------------------
     def routing(self):

@@ -542,10 +542,12 @@ class Consumer:
     def _recount(self) -> None:
         """Once per start: the provisional deadlines the calendar can now count, because the
         operators filled in their year (dashboard/cases/recount.py); retried while it fails."""
-        from ..cases.recount import recount
+        from ..cases.recount import recount, recount_hazards
 
         try:
-            recount(self.engine, self.cases, tz=self.tz, redis=self.redis if self.push else None)
+            r = self.redis if self.push else None
+            recount(self.engine, self.cases, tz=self.tz, redis=r)
+            recount_hazards(self.engine, self.cases, tz=self.tz, redis=r)
             self._recounted = True
         except Exception as exc:  # noqa: BLE001 - the deadlines stay provisional, as they were, until it works
             log.warning("could not recount the provisional deadlines; retrying",

@@ -246,6 +246,10 @@ hazard = Table(
     Column("closed_at", UTCDateTime),                    # 销号
     Column("failures", Integer, nullable=False, default=0),  # failed re-inspections (复查未通过)
     Column("deadline_provisional", Boolean, nullable=False, default=False),
+    # --- a counted deadline's basis (migration 0006): the instant its count started and its working
+    # seconds, NULL for an instant the message gave; dashboard.cases.recount counts it again
+    Column("deadline_from", UTCDateTime),
+    Column("allowance_s", Float),
 )
 
 position = Table(  # latest position of each on-duty worker or patrol vehicle

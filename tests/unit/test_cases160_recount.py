@@ -15,7 +15,7 @@ from dashboard.feed.casework import CaseContext
 from dashboard.feed.consumer import Consumer
 from dashboard.feed.contract import DELTAS, GROUP, STREAM
 from dashboard.feed.deltas import decode
-from dashboard.store.schema import event, event_step
+from dashboard.store.schema import event, event_step, hazard
 
 from . import feed_support as F
 
@@ -314,3 +314,105 @@ def test_cases166_the_consumer_recounts_once_a_start_and_again_after_a_failure(s
     F.xadd_all(svc.redis, [step("OP", 3, "dispatched", t("2026-12-01T10:00:00"))])
     assert F.consume(svc)["applied"] == 1
     assert len(calls) == 2
+
+
+# --- hazards: a rectification deadline counted on the working calendar -------------------------
+
+def hz_msg(mid: str, type_: str, hid: str, when: str, **kw) -> dict:
+    return F.envelope(mid, type=type_, hazard_id=hid, region_code=F.GRIDS[1], occurred_at=t(when).isoformat(), **kw)
+
+
+def hz_found(hid: str, when: str, **kw) -> dict:
+    return hz_msg(f"{hid}-f", "hazard.found", hid, when, kind="gas_pipe", description="燃气立管锈蚀", **kw)
+
+
+def hazard_timelines() -> list[dict]:
+    """Hazards of autumn 2026 whose rectification deadlines reach January 2027, each by another way."""
+    return [
+        # an order of 25 working days: on weekdays Friday 1 January is the 24th, Monday 4th the 25th
+        hz_found("HA", "2026-11-30T09:00:00", working_days=25),
+        # 22 working days (30 December, in 2026), rectified, failed on 4 December without a new
+        # deadline: the same 165 h again, through 1 January
+        hz_found("HB", "2026-11-30T09:00:00", working_days=22),
+        hz_msg("HB-r", "hazard.rectified", "HB", "2026-12-01T10:00:00"),
+        hz_msg("HB-x", "hazard.reinspected", "HB", "2026-12-04T09:00:00", passed=False, note="仍有锈蚀"),
+        # found without a deadline, ordered on 1 December 10:00 with 24 working days
+        hz_found("HD", "2026-11-30T09:00:00"),
+        hz_msg("HD-o", "hazard.ordered", "HD", "2026-12-01T10:00:00", working_days=24),
+        # an instant in 2027 the message gave: never provisional, never moved
+        hz_found("HI", "2026-11-30T09:00:00", deadline_at=t("2027-01-04T17:30:00").isoformat()),
+    ]
+
+
+def hazard_rows(engine) -> dict:
+    with engine.connect() as conn:
+        return {r["id"]: dict(r) for r in conn.execute(sa.select(hazard)).mappings()}
+
+
+HZ_CLOCK = ("deadline_at", "deadline_provisional", "deadline_from", "allowance_s", "state", "failures")
+
+
+def test_cases167_hazard_deadlines_counted_again(svc, make_services, tmp_path, holidays):
+    F.xadd_all(svc.redis, hazard_timelines())
+    assert F.consume(svc)["dead"] == 0, F.dead_letters(svc.redis)
+    before = hazard_rows(svc.engine)
+    assert {i for i, h in before.items() if h["deadline_provisional"]} == {"HA", "HB", "HD"}
+    assert before["HA"]["deadline_at"] == t("2027-01-04T09:00:00")
+    assert (before["HB"]["state"], before["HB"]["failures"]) == ("ordered", 1)
+    assert before["HB"]["deadline_at"] == t("2027-01-05T09:00:00")
+    assert before["HB"]["deadline_from"] == t("2026-12-04T09:00:00") and before["HB"]["allowance_s"] == 165 * 3600
+    assert before["HD"]["deadline_at"] == t("2027-01-04T10:00:00")
+    assert before["HI"]["deadline_from"] is None and before["HI"]["allowance_s"] is None
+
+    # the operators fill in 2027 (1-3 January off) and restart: the consumer recounts at start
+    known = make_services(svc.settings.database_url, svc.settings.redis_url, holidays_file=holidays,
+                          escalation_sweep_s=0)
+    assert F.consume(known)["dead"] == 0
+    after = hazard_rows(svc.engine)
+    assert after["HA"]["deadline_at"] == t("2027-01-05T09:00:00")
+    assert after["HB"]["deadline_at"] == t("2027-01-06T09:00:00")
+    assert after["HD"]["deadline_at"] == t("2027-01-05T10:00:00")
+    assert not any(h["deadline_provisional"] for h in after.values())
+    assert after["HI"] == before["HI"]
+    for hid in ("HA", "HB", "HD"):   # the version the consumer checks moved on
+        assert after[hid]["last_seq"] == before[hid]["last_seq"] + 1
+
+    # the oracle: the same messages applied by a consumer that knew 2027 all along
+    oracle = make_services(f"sqlite:///{tmp_path / 'oracle.db'}", svc.settings.redis_url,
+                           holidays_file=holidays, escalation_sweep_s=0)
+    F.seed_regions(oracle.engine)
+    oracle.redis.delete(STREAM)
+    F.xadd_all(oracle.redis, hazard_timelines())
+    assert F.consume(oracle)["dead"] == 0
+    truth = hazard_rows(oracle.engine)
+    for hid in truth:
+        assert {k: after[hid][k] for k in HZ_CLOCK} == {k: truth[hid][k] for k in HZ_CLOCK}, hid
+
+    # the screens were told
+    last = [d for _sid, f in svc.redis.xrange(DELTAS) for d in decode(f[b"d"])
+            if d.get("k") == "hazard" and d.get("id") == "HA"][-1]
+    assert last["pv"] is False and datetime.fromisoformat(last["dl"]) == t("2027-01-05T09:00:00")
+    # a second start finds nothing left
+    assert R.recount_hazards(known.engine, CaseContext.from_settings(known.settings)) == []
+
+
+def test_cases168_a_hazard_without_its_count_stays_provisional_and_the_command_says_so(svc, holidays, monkeypatch,
+                                                                                        capsys):
+    F.xadd_all(svc.redis, hazard_timelines()[:1] + [hz_found("HL", "2026-11-30T09:00:00", working_days=25)])
+    assert F.consume(svc)["dead"] == 0
+    with svc.engine.begin() as conn:   # HL as stored before migration 0006: no basis kept
+        conn.execute(sa.update(hazard).where(hazard.c.id == "HL").values(deadline_from=None, allowance_s=None))
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("HOLIDAYS_FILE", holidays)
+    url = svc.settings.database_url
+    assert cli.main(["recount-deadlines", "--dry-run", "--database-url", url]) == 0
+    out = capsys.readouterr().out
+    assert "hazard HA\tordered\t2027-01-04T09:00+08:00\t->\t2027-01-05T09:00+08:00\tfinal" in out
+    assert "1 hazard deadlines would be recounted (dry run: nothing written); 1 still provisional" in out
+    assert hazard_rows(svc.engine)["HA"]["deadline_provisional"] is True
+    assert cli.main(["recount-deadlines", "--database-url", url]) == 0
+    out = capsys.readouterr().out
+    assert "1 hazard deadlines recounted; 1 still provisional" in out
+    rows_ = hazard_rows(svc.engine)
+    assert rows_["HA"]["deadline_provisional"] is False and rows_["HA"]["deadline_at"] == t("2027-01-05T09:00:00")
+    assert rows_["HL"]["deadline_provisional"] is True and rows_["HL"]["deadline_at"] == t("2027-01-04T09:00:00")
