@@ -248,6 +248,13 @@ def hazards_waiting(engine: Engine, cal) -> int:
         return _hazard_candidates(conn, cal)[1]
 
 
+def _write_hazard(conn: Connection, row: dict, after: dict, now: datetime) -> bool:
+    """The recounted deadline, if the hazard is still as read (its version, ``last_seq``)."""
+    res = conn.execute(update(H).where(H.c.id == row["id"], H.c.last_seq == row["last_seq"])
+                       .values(**after, last_seq=row["last_seq"] + 1, updated_at=now))
+    return res.rowcount == 1
+
+
 def recount_hazards(engine: Engine, ctx, *, tz=None, now: datetime | None = None, dry_run: bool = False,
                     redis=None) -> list[HazardChange]:
     """Count every provisional hazard deadline the calendar now can again from its basis; returns
@@ -270,9 +277,7 @@ def recount_hazards(engine: Engine, ctx, *, tz=None, now: datetime | None = None
                     if _same(due, row["deadline_at"]) and provisional == row["deadline_provisional"]:
                         continue
                     if not dry_run:
-                        res = conn.execute(update(H).where(H.c.id == row["id"], H.c.last_seq == row["last_seq"])
-                                           .values(**after, last_seq=row["last_seq"] + 1, updated_at=now))
-                        if res.rowcount != 1:
+                        if not _write_hazard(conn, row, after, now):
                             missed += 1
                             continue
                         after.update(last_seq=row["last_seq"] + 1, updated_at=now)

@@ -416,3 +416,24 @@ def test_cases168_a_hazard_without_its_count_stays_provisional_and_the_command_s
     rows_ = hazard_rows(svc.engine)
     assert rows_["HA"]["deadline_provisional"] is False and rows_["HA"]["deadline_at"] == t("2027-01-05T09:00:00")
     assert rows_["HL"]["deadline_provisional"] is True and rows_["HL"]["deadline_at"] == t("2027-01-04T09:00:00")
+
+
+def test_cases169_a_hazard_changed_since_it_was_read_is_not_written(svc, make_services, holidays):
+    F.xadd_all(svc.redis, hazard_timelines()[:1])
+    assert F.consume(svc)["dead"] == 0
+    stale = hazard_rows(svc.engine)["HA"]
+    # a consumer's batch moves the hazard on (its version) between the recount's read and its write
+    F.xadd_all(svc.redis, [hz_msg("HA-r", "hazard.rectified", "HA", "2026-12-02T10:00:00")])
+    assert F.consume(svc)["dead"] == 0
+    after = {"deadline_at": t("2027-01-05T09:00:00"), "deadline_provisional": False}
+    with svc.engine.begin() as conn:
+        assert R._write_hazard(conn, stale, after, datetime.now(CST)) is False
+    now = hazard_rows(svc.engine)["HA"]
+    assert now["deadline_provisional"] is True and now["state"] == "rectified"
+    # the recount itself reads it again and counts it as it now is
+    ctx = CaseContext.from_settings(make_services(svc.settings.database_url, svc.settings.redis_url,
+                                                  holidays_file=holidays).settings)
+    assert [(c.hazard_id, c.state) for c in R.recount_hazards(svc.engine, ctx)] == [("HA", "rectified")]
+    now = hazard_rows(svc.engine)["HA"]
+    assert now["deadline_provisional"] is False and now["deadline_at"] == t("2027-01-05T09:00:00")
+    assert now["last_seq"] == stale["last_seq"] + 2
