@@ -21,7 +21,7 @@ each such case's clock again on the calendar as it now is:
 - The changed cases' deltas go to the screens (grid:deltas) like a batch's.
 
 Hazards (``recount_hazards``): a rectification deadline counted on the working calendar (an
-order's or an extension's working days, a failed re-inspection's allowance again) keeps where its
+order's working days, a failed re-inspection's same allowance again) keeps where its
 count started and its working seconds (``hazard.deadline_from``, ``allowance_s``; migration 0006),
 so it is counted again from those, on the calendar as it now is. A deadline the message gave as an
 instant is never provisional. A hazard has no step history, so the move is logged, not recorded
