@@ -242,8 +242,7 @@ def load_event(services, event_id: str, scope: str | None = None) -> dict | None
             return None
         # by time, as docs/cases.md orders a history: a system step's seq is negative (an automatic
         # escalation, a recount), so ordering by seq put those first whenever they happened
-        steps = conn.execute(select(event_step.c.seq, event_step.c.step, event_step.c.at, event_step.c.actor,
-                                    event_step.c.note)
+        steps = conn.execute(select(event_step.c.seq, event_step.c.step, event_step.c.at, event_step.c.note)
                              .where(event_step.c.event_id == event_id)
                              .order_by(event_step.c.at, event_step.c.id)).mappings().all()
     out = {k: _iso(v) for k, v in row.items()}
