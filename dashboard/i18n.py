@@ -104,6 +104,9 @@ TEXT: dict[str, tuple[str, str]] = {
     "hazards_overdue": ("超期未改", "Overdue"),
     "hazards_found": ("今日发现", "Found today"),
     "hazards_rectified": ("今日整改", "Fixed today"),
+    "hazards_due_soon_title": ("已进入整改时限的最后一段工作时间(默认最后20%,按工作日历计),尚未超期",
+                               "In the last share of the working time before the rectification deadline "
+                               "(20% by default, on the working calendar), not yet overdue"),
     "panel_people": ("重点人群与房屋", "Key population & housing"),
     "people_population": ("实有人口", "Residents"),
     "people_key_total": ("重点人群", "Key pop."),

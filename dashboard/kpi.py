@@ -423,22 +423,23 @@ def patrols(bind, scope: str | None, start: datetime, end: datetime) -> dict:
 
 
 def hazard_counts(bind, scope: str | None, now: datetime, start: datetime, end: datetime) -> dict:
-    """Hazards open now, overdue now (open past their deadline), found and
-    rectified in [start, end), open by kind."""
+    """Hazards open now, overdue now (open past their deadline), due soon now (open, past their
+    due-soon mark, deadline ahead), found and rectified in [start, end), open by kind."""
     now = _aware(now)
     scoped = in_scope(hazard.c.grid_code, scope)
+    due_soon = and_(hazard.c.due_soon_at <= now, hazard.c.deadline_at > now)
     with _Bind(bind) as conn:
         by_kind = conn.execute(
-            select(hazard.c.kind, func.count(), _count_if(hazard.c.deadline_at < now))
+            select(hazard.c.kind, func.count(), _count_if(hazard.c.deadline_at < now), _count_if(due_soon))
             .where(scoped, _HAZARD_IS_OPEN).group_by(hazard.c.kind)).all()
         found, rectified = conn.execute(select(
             _count_if(_in_period(hazard.c.found_at, start, end)),
             _count_if(_in_period(hazard.c.rectified_at, start, end)),
         ).where(scoped, or_(_in_period(hazard.c.found_at, start, end),
                             _in_period(hazard.c.rectified_at, start, end)))).one()
-    return {"open": sum(int(n) for _, n, _ in by_kind), "overdue": sum(int(o) for _, _, o in by_kind),
-            "found": int(found), "rectified": int(rectified),
-            "open_by_kind": {k: int(n) for k, n, _ in sorted(by_kind, key=lambda r: -r[1])}}
+    return {"open": sum(int(r[1]) for r in by_kind), "overdue": sum(int(r[2]) for r in by_kind),
+            "due_soon": sum(int(r[3]) for r in by_kind), "found": int(found), "rectified": int(rectified),
+            "open_by_kind": {r[0]: int(r[1]) for r in sorted(by_kind, key=lambda r: -r[1])}}
 
 
 def population(bind, scope: str | None) -> dict:

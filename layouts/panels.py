@@ -197,9 +197,11 @@ def staff_panel(data: dict, lang: str = "zh") -> html.Section:
 def hazards_panel(data: dict, lang: str = "zh") -> html.Section:
     hz = data.get("hazards", {})
     overdue = int(hz.get("overdue", 0))
-    return _panel(t("panel_hazards", lang), html.Div(className="pn-tiles pn-tiles--4", children=[
+    return _panel(t("panel_hazards", lang), html.Div(className="pn-tiles pn-tiles--5", children=[
         _tile(fmt_int(hz.get("open"), lang), t("hazards_open", lang), key="hazards_open"),
         _tile(fmt_int(overdue, lang), t("hazards_overdue", lang), "alert" if overdue else "", key="hazards_overdue"),
+        _tile(fmt_int(hz.get("due_soon"), lang), t("kpi_due_soon", lang), key="hazards_due_soon",
+              title=t("hazards_due_soon_title", lang)),
         _tile(fmt_int(hz.get("found"), lang), t("hazards_found", lang), key="hazards_found"),
         _tile(fmt_int(hz.get("rectified"), lang), t("hazards_rectified", lang), key="hazards_rectified"),
     ]), "hazards")

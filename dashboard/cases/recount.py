@@ -21,11 +21,13 @@ each such case's clock again on the calendar as it now is:
 - The changed cases' deltas go to the screens (grid:deltas) like a batch's.
 
 Hazards (``recount_hazards``): a rectification deadline counted on the working calendar (an
-order's working days, a failed re-inspection's same allowance again) keeps where its
-count started and its working seconds (``hazard.deadline_from``, ``allowance_s``; migration 0006),
-so it is counted again from those, on the calendar as it now is. A deadline the message gave as an
-instant is never provisional. A hazard has no step history, so the move is logged, not recorded
-as a step; its ``last_seq`` (the version the consumer checks) is bumped.
+order's working days, a failed re-inspection's same allowance again) keeps where its count started
+and its working seconds (``hazard.deadline_from``, ``allowance_s``; migration 0006), so it is
+counted again from those, on the calendar as it now is, and its 即将到期 (``due_soon_at``) with
+it. A deadline the message gave as an instant stays that instant, as an operator's does on a case;
+only its 即将到期 moves. A hazard has no step history, so the move is logged, not recorded as a
+step; its ``last_seq`` (the version the consumer checks) is bumped. A provisional hazard stored
+before migration 0006 has no 即将到期 and no basis: it is left as it is.
 
 The consumer runs both once when it starts (``Consumer.run``); ``python -m dashboard
 recount-deadlines`` runs them by hand and lists what moved (``--dry-run`` writes nothing).
@@ -227,15 +229,31 @@ class HazardChange:
     row: dict   # the hazard row as recounted (its delta for the screens)
 
 
+def _hazard_start(row) -> datetime | None:
+    """Where a hazard's clock starts: its counted deadline's start, else its latest order."""
+    return row["deadline_from"] or row["ordered_at"]
+
+
 def _hazard_ready(cal, row) -> bool:
-    if row["deadline_from"] is None or row["allowance_s"] is None or row["deadline_at"] is None:
-        return False  # an instant, or stored before the basis was kept (migration 0006)
-    y0, y1 = sorted((cal.local(row["deadline_from"]).year, cal.local(row["deadline_at"]).year))
+    start = _hazard_start(row)
+    if row["deadline_at"] is None or row["due_soon_at"] is None or start is None:
+        return False  # stored before migration 0006: no 即将到期, no basis
+    y0, y1 = sorted((cal.local(start).year, cal.local(row["deadline_at"]).year))
     return all(cal.knows_year(y) for y in range(y0, y1 + 1))
 
 
+def _hazard_clock(ctx, row) -> dict:
+    """Hazard ``row``'s deadline, 即将到期 and provisional flag on ``ctx``'s calendar."""
+    if row["deadline_from"] is not None and row["allowance_s"] is not None:   # counted: count again
+        due, provisional, _ = ctx.after_working_seconds(row["deadline_from"], row["allowance_s"])
+    else:   # an instant the message gave: kept
+        due, provisional = row["deadline_at"], False
+    soon, soon_provisional = ctx.hazard_due_soon(_hazard_start(row), due)
+    return {"deadline_at": due, "due_soon_at": soon, "deadline_provisional": provisional or soon_provisional}
+
+
 def _hazard_candidates(conn: Connection, cal) -> tuple[list[str], int]:
-    rows = conn.execute(select(H.c.id, H.c.deadline_from, H.c.allowance_s, H.c.deadline_at)
+    rows = conn.execute(select(H.c.id, H.c.deadline_from, H.c.ordered_at, H.c.deadline_at, H.c.due_soon_at)
                         .where(H.c.deadline_provisional.is_(True))).mappings().all()
     ready = [r["id"] for r in rows if _hazard_ready(cal, r)]
     return ready, len(rows) - len(ready)
@@ -243,7 +261,7 @@ def _hazard_candidates(conn: Connection, cal) -> tuple[list[str], int]:
 
 def hazards_waiting(engine: Engine, cal) -> int:
     """How many provisional hazard deadlines the calendar cannot count again yet (a year it does
-    not know, or no basis kept: stored before migration 0006)."""
+    not know, or stored before migration 0006)."""
     with engine.connect() as conn:
         return _hazard_candidates(conn, cal)[1]
 
@@ -272,17 +290,16 @@ def recount_hazards(engine: Engine, ctx, *, tz=None, now: datetime | None = None
                 rows = [dict(r) for r in conn.execute(select(H).where(H.c.id.in_(ready[i:i + CHUNK]))).mappings()
                         if r["deadline_provisional"] and _hazard_ready(ctx.cal, r)]
                 for row in rows:
-                    due, provisional, _ = ctx.after_working_seconds(row["deadline_from"], row["allowance_s"])
-                    after = {"deadline_at": due, "deadline_provisional": provisional}
-                    if _same(due, row["deadline_at"]) and provisional == row["deadline_provisional"]:
+                    after = _hazard_clock(ctx, row)
+                    if all(_same(after[k], row[k]) for k in after):
                         continue
                     if not dry_run:
                         if not _write_hazard(conn, row, after, now):
                             missed += 1
                             continue
                         after.update(last_seq=row["last_seq"] + 1, updated_at=now)
-                    changes.append(HazardChange(row["id"], row["state"], row["deadline_at"], due, provisional,
-                                                {**row, **after}))
+                    changes.append(HazardChange(row["id"], row["state"], row["deadline_at"], after["deadline_at"],
+                                                after["deadline_provisional"], {**row, **after}))
         if dry_run or not missed:
             break
     else:

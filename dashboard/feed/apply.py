@@ -173,7 +173,8 @@ EVENT_MUTABLE = ("state", "handler", "level", "registered_at", "dispatched_at", 
                  "suspended_at", "resume_state", "remaining_s", "deadline_basis", "allowance_s",
                  "due_soon_at", "deadline_provisional", "merged_into", "system_steps")
 HAZARD_MUTABLE = ("state", "deadline_at", "rectified_at", "reinspected_at", "last_seq", "updated_at",
-                  "ordered_at", "closed_at", "failures", "deadline_provisional", "deadline_from", "allowance_s")
+                  "ordered_at", "closed_at", "failures", "deadline_provisional", "deadline_from", "allowance_s",
+                  "due_soon_at")
 
 
 class _Batch:
@@ -607,12 +608,13 @@ class _Batch:
             return self.ctx.after_working_days(at, m.working_days)
         return None
 
-    @staticmethod
-    def _hazard_clock(hz: dict, due: tuple, at: datetime) -> None:
+    def _hazard_clock(self, hz: dict, due: tuple, at: datetime) -> None:
         # what a counted deadline came from, so recount_hazards can count it again once the
-        # calendar knows its year; an instant the message gave keeps none
-        hz["deadline_provisional"] = due[1]
+        # calendar knows its year; an instant the message gave keeps none. Provisional as a
+        # case's: the count (the deadline's, or for an instant its 即将到期's) crosses an unknown year
         hz["deadline_from"], hz["allowance_s"] = (at, due[2]) if due[2] is not None else (None, None)
+        hz["due_soon_at"], soon_provisional = self.ctx.hazard_due_soon(hz["ordered_at"] or at, due[0])
+        hz["deadline_provisional"] = due[1] or soon_provisional
 
     def on_hazard_found(self, item: Item) -> None:
         m = item.msg
@@ -624,7 +626,8 @@ class _Batch:
                "lon": item.lon, "lat": item.lat, "description": m.description, "found_at": at,
                "deadline_at": None, "rectified_at": None, "reinspected_at": None,
                "last_seq": 1, "updated_at": self.now, "ordered_at": None, "closed_at": None, "failures": 0,
-               "deadline_provisional": False, "deadline_from": None, "allowance_s": None}
+               "deadline_provisional": False, "deadline_from": None, "allowance_s": None,
+               "due_soon_at": None}
         due = self._hazard_deadline(m, at)
         if due is not None:  # found with a deadline: rectification ordered at once (found + ordered)
             try:

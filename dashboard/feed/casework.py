@@ -263,6 +263,13 @@ class CaseContext:
         if deadline_at is not None and step in ("registered", "dispatched", "escalated"):
             set_deadline(ev, self.set_to(ev["deadline_basis"], at, deadline_at))
 
+    def hazard_due_soon(self, ordered_at: datetime, deadline: datetime) -> tuple[datetime, bool]:
+        """A hazard's 即将到期: the last share of the working time from its latest order (or
+        failed re-inspection) to its deadline (an extension moves the deadline, not the order);
+        and whether that count crosses a year the calendar does not know (provisional)."""
+        dl = self.set_to("working_days", ordered_at, deadline)
+        return dl.due_soon_at, dl.provisional
+
     def after_working_days(self, start: datetime, days: int) -> tuple[datetime, bool, float]:
         """A hazard's order of ``days`` working days from ``start``: the deadline, whether it is
         provisional, and its allowance in working seconds (what ``recount_hazards`` counts again)."""

@@ -250,6 +250,8 @@ hazard = Table(
     # seconds, NULL for an instant the message gave; dashboard.cases.recount counts it again
     Column("deadline_from", UTCDateTime),
     Column("allowance_s", Float),
+    # 即将到期 (0006): the last DUE_SOON_SHARE of the working time from the latest order to the deadline
+    Column("due_soon_at", UTCDateTime),
 )
 
 position = Table(  # latest position of each on-duty worker or patrol vehicle

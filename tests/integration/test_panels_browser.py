@@ -67,10 +67,19 @@ def kpi_text(driver, key: str) -> str:
 @pytest.mark.parametrize("size", [(1920, 1080), (3840, 2160)])
 def test_kpi030_panels_render_and_follow_live_ticks(engine, make_services, tmp_path, size):
     now = datetime.now(timezone.utc)
+    hazard_row = lambda hid, grid, soon, due: {  # noqa: E731
+        "id": hid, "grid_code": grid, "kind": "gas_pipe", "state": "ordered", "found_at": now - timedelta(days=1),
+        "ordered_at": now - timedelta(days=1), "due_soon_at": soon, "deadline_at": due, "lon": None, "lat": None,
+        "last_seq": 1, "updated_at": now}
     seeded(engine, World(events=[
         make_event(1, GRID_A, now - timedelta(seconds=20), deadline_at=now - timedelta(seconds=5)),
         make_event(2, GRID_A, now - timedelta(seconds=10), category="petition", level=1),
         make_event(3, GRID_B, now - timedelta(seconds=10)),  # another street: never shown
+    ], hazards=[
+        hazard_row("hz1", GRID_A, now - timedelta(hours=1), now + timedelta(hours=1)),   # due soon
+        hazard_row("hz2", GRID_A, now + timedelta(hours=1), now + timedelta(hours=2)),   # not yet
+        hazard_row("hz3", GRID_A, now - timedelta(hours=2), now - timedelta(hours=1)),   # overdue
+        hazard_row("hz4", GRID_B, now - timedelta(hours=1), now + timedelta(hours=1)),   # another street
     ]))
     # the panels' own page is a bare Dash app without the sign-in (access off): what each role may see
     # is tests/unit/test_access101_scope.py, and kpi031 below serves the whole app signed in
@@ -82,6 +91,11 @@ def test_kpi030_panels_render_and_follow_live_ticks(engine, make_services, tmp_p
             wait_for(driver, "document.querySelector('[data-kpi=\"reported\"] .pn-value')")
             assert kpi_text(driver, "reported") == "2"
             assert kpi_text(driver, "overdue") == "1" and kpi_text(driver, "open") == "2"
+            # the hazards panel: five tiles in a row, 即将到期 among them
+            assert [kpi_text(driver, k) for k in ("hazards_open", "hazards_overdue", "hazards_due_soon")] == \
+                ["3", "1", "1"]
+            assert driver.execute_script("""return Array.from(document.querySelectorAll('.pn-hazards .pn-label'))
+                .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent)""") == []
             # every chart drew as plain boxes: 3 level bars, 7 categories, the channel ring, 7 + 30 days
             wait_for(driver, "document.querySelectorAll('.ch-bars--level .ch-bar-row').length === 3")
             counts = driver.execute_script("""return ['.ch-bars--category .ch-bar-row', '.ch-ring', '.pn-trend7 .ch-day',
@@ -182,6 +196,16 @@ def test_kpi030_panels_render_and_follow_live_ticks(engine, make_services, tmp_p
             driver.get(f"{srv.url}/?scope={STREET_A}&lang=en")
             wait_for(driver, "document.body.innerText.indexOf('Reported today') >= 0")
             assert "Community ranking" in driver.execute_script("return document.body.innerText")
+            # in English too: every hazards label whole (a long one on two lines), nothing cut off
+            assert driver.execute_script("""return Array.from(document.querySelectorAll('.pn-hazards .pn-label'))
+                .filter(e => e.scrollWidth > e.clientWidth + 1 || e.scrollHeight > e.clientHeight + 1)
+                .map(e => [e.textContent, e.scrollWidth, e.clientWidth, e.scrollHeight, e.clientHeight])""") == []
+            assert kpi_text(driver, "hazards_due_soon") == "1"
+            assert driver.execute_script(
+                "return document.querySelector('[data-kpi=\"hazards_due_soon\"] .pn-label').textContent") == "Due soon"
+            assert driver.execute_script("""var slot = document.querySelector('.pn-slot--right').getBoundingClientRect();
+                return Array.from(document.querySelectorAll('.pn-slot--right .pn-panel'))
+                    .every(p => p.getBoundingClientRect().bottom <= slot.bottom + 1)""")
             driver.save_screenshot(str(tmp_path / f"panels_{size[0]}.png"))
             assert severe_logs(driver) == []
     finally:

@@ -130,3 +130,42 @@ def test_cases133_an_early_step_that_never_becomes_legal_expires_with_the_machin
     assert reason.startswith("illegal step 'closed' on hazard H4 in state 'ordered': not allowed")
     assert "gave up after" in reason
     assert row(svc.engine, "H4")["state"] == "ordered" and F.count(svc.engine, feed_pending) == 0
+
+
+def test_cases134_a_hazards_due_soon_mark_and_the_count_it_keeps(svc):
+    """即将到期: the last 20% of the working time from the latest order to the deadline (08:30-12:00,
+    13:30-17:30: 7.5 h a day). Worked by hand; November 2026 has no holiday."""
+    r = svc.redis
+    # 2 working days from Monday 2 November 09:00 (15 h): due Wednesday 09:00; due soon 3 h before,
+    # Tuesday 15:00 (Wednesday's half hour, then Tuesday 17:30 back 2.5 h)
+    F.xadd_all(r, [found("H5", t("2026-11-02T09:00:00"), working_days=2)])
+    assert consume(svc)["dead"] == 0
+    hz = row(svc.engine, "H5")
+    assert hz["deadline_at"] == t("2026-11-04T09:00:00") and hz["due_soon_at"] == t("2026-11-03T15:00:00")
+    assert hz["deadline_from"] == t("2026-11-02T09:00:00") and hz["allowance_s"] == 15 * 3600
+    # extended to Friday 17:30: the order's allowance is now 37 h (Monday 7 h, then 7.5 h a day), the
+    # last 7.4 h from Friday 08:36; an instant the message gave keeps no count
+    F.xadd_all(r, [msg("H5-e", "hazard.deadline", "H5", t("2026-11-03T10:00:00"),
+                       deadline_at=t("2026-11-06T17:30:00").isoformat(), note="材料未到")])
+    assert consume(svc)["dead"] == 0
+    hz = row(svc.engine, "H5")
+    assert hz["deadline_at"] == t("2026-11-06T17:30:00") and hz["due_soon_at"] == t("2026-11-06T08:36:00")
+    assert hz["deadline_from"] is None and hz["allowance_s"] is None
+    # rectified, then the re-inspection fails on Thursday 14:00 without a new deadline: the same 37 h
+    # again from the failure, to Thursday 12 November 12:00; due soon from Wednesday 11th 13:36
+    F.xadd_all(r, [msg("H5-r", "hazard.rectified", "H5", t("2026-11-05T10:00:00")),
+                   msg("H5-x", "hazard.reinspected", "H5", t("2026-11-05T14:00:00"), passed=False, note="仍有隐患")])
+    assert consume(svc)["dead"] == 0
+    hz = row(svc.engine, "H5")
+    assert hz["state"] == "ordered" and hz["ordered_at"] == t("2026-11-05T14:00:00")
+    assert hz["deadline_at"] == t("2026-11-12T12:00:00") and hz["due_soon_at"] == t("2026-11-11T13:36:00")
+    assert hz["deadline_from"] == t("2026-11-05T14:00:00") and hz["allowance_s"] == 37 * 3600
+    # the wall's count: due soon between the mark and the deadline, overdue after
+    from dashboard import kpi
+
+    def counts(at):
+        hz = kpi.hazard_counts(svc.engine, F.DISTRICT, at, at, at)
+        return hz["due_soon"], hz["overdue"]
+    assert counts(t("2026-11-11T13:30:00")) == (0, 0)
+    assert counts(t("2026-11-11T13:36:00")) == (1, 0)
+    assert counts(t("2026-11-12T12:30:00")) == (0, 1)

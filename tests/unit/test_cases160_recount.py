@@ -339,7 +339,7 @@ def hazard_timelines() -> list[dict]:
         # found without a deadline, ordered on 1 December 10:00 with 24 working days
         hz_found("HD", "2026-11-30T09:00:00"),
         hz_msg("HD-o", "hazard.ordered", "HD", "2026-12-01T10:00:00", working_days=24),
-        # an instant in 2027 the message gave: never provisional, never moved
+        # an instant in 2027 the message gave: kept, its 即将到期 (counted back to 2026) provisional
         hz_found("HI", "2026-11-30T09:00:00", deadline_at=t("2027-01-04T17:30:00").isoformat()),
     ]
 
@@ -349,20 +349,24 @@ def hazard_rows(engine) -> dict:
         return {r["id"]: dict(r) for r in conn.execute(sa.select(hazard)).mappings()}
 
 
-HZ_CLOCK = ("deadline_at", "deadline_provisional", "deadline_from", "allowance_s", "state", "failures")
+HZ_CLOCK = ("deadline_at", "due_soon_at", "deadline_provisional", "deadline_from", "allowance_s", "state", "failures")
 
 
 def test_cases167_hazard_deadlines_counted_again(svc, make_services, tmp_path, holidays):
     F.xadd_all(svc.redis, hazard_timelines())
     assert F.consume(svc)["dead"] == 0, F.dead_letters(svc.redis)
     before = hazard_rows(svc.engine)
-    assert {i for i, h in before.items() if h["deadline_provisional"]} == {"HA", "HB", "HD"}
+    assert {i for i, h in before.items() if h["deadline_provisional"]} == {"HA", "HB", "HD", "HI"}
     assert before["HA"]["deadline_at"] == t("2027-01-04T09:00:00")
     assert (before["HB"]["state"], before["HB"]["failures"]) == ("ordered", 1)
     assert before["HB"]["deadline_at"] == t("2027-01-05T09:00:00")
     assert before["HB"]["deadline_from"] == t("2026-12-04T09:00:00") and before["HB"]["allowance_s"] == 165 * 3600
     assert before["HD"]["deadline_at"] == t("2027-01-04T10:00:00")
     assert before["HI"]["deadline_from"] is None and before["HI"]["allowance_s"] is None
+    # HI, ordered 30 November 09:00: 194.5 working hours on weekdays (that day 7 h, 23 days of
+    # December, 1 and 4 January 7.5 h each); the last 38.9 h: 4 and 1 January, 31, 30 and 29 December,
+    # then 1.4 h of 28 December: from 16:06
+    assert before["HI"]["due_soon_at"] == t("2026-12-28T16:06:00")
 
     # the operators fill in 2027 (1-3 January off) and restart: the consumer recounts at start
     known = make_services(svc.settings.database_url, svc.settings.redis_url, holidays_file=holidays,
@@ -373,8 +377,13 @@ def test_cases167_hazard_deadlines_counted_again(svc, make_services, tmp_path, h
     assert after["HB"]["deadline_at"] == t("2027-01-06T09:00:00")
     assert after["HD"]["deadline_at"] == t("2027-01-05T10:00:00")
     assert not any(h["deadline_provisional"] for h in after.values())
-    assert after["HI"] == before["HI"]
-    for hid in ("HA", "HB", "HD"):   # the version the consumer checks moved on
+    # (their 即将到期 is recounted too, and equals the oracle's below: here it falls in 2026 either way)
+    assert after["HA"]["due_soon_at"] == t("2026-12-28T09:00:00")
+    # HI keeps its instant; 187 h with 1 January off, the last 37.4 h: 4 January, 31 to 29 December,
+    # then 7.4 h of 28 December: from 08:36
+    assert after["HI"]["deadline_at"] == before["HI"]["deadline_at"]
+    assert after["HI"]["due_soon_at"] == t("2026-12-28T08:36:00")
+    for hid in ("HA", "HB", "HD", "HI"):   # the version the consumer checks moved on
         assert after[hid]["last_seq"] == before[hid]["last_seq"] + 1
 
     # the oracle: the same messages applied by a consumer that knew 2027 all along
@@ -400,8 +409,9 @@ def test_cases168_a_hazard_without_its_count_stays_provisional_and_the_command_s
                                                                                         capsys):
     F.xadd_all(svc.redis, hazard_timelines()[:1] + [hz_found("HL", "2026-11-30T09:00:00", working_days=25)])
     assert F.consume(svc)["dead"] == 0
-    with svc.engine.begin() as conn:   # HL as stored before migration 0006: no basis kept
-        conn.execute(sa.update(hazard).where(hazard.c.id == "HL").values(deadline_from=None, allowance_s=None))
+    with svc.engine.begin() as conn:   # HL as stored before migration 0006: no basis, no 即将到期
+        conn.execute(sa.update(hazard).where(hazard.c.id == "HL").values(deadline_from=None, allowance_s=None,
+                                                                          due_soon_at=None))
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.setenv("HOLIDAYS_FILE", holidays)
     url = svc.settings.database_url

@@ -32,9 +32,12 @@ ROWS = [
     ("h", "rejected", NOW - 3 * H, NOW - H, G2),      # not open
     ("i", "returned", None, None, G2),                # no deadline: never overdue nor due soon
 ]
-HAZARDS = [  # state, deadline: open = found/ordered (3); overdue = open and deadline passed (2)
-    ("h1", "found", NOW - H), ("h2", "ordered", NOW - H), ("h3", "ordered", NOW + H),
-    ("h4", "rectified", NOW - H), ("h5", "passed", NOW - H), ("h6", "closed", NOW - H),
+HAZARDS = [  # state, deadline, due soon mark: open = found/ordered (4); overdue = open and deadline
+    # passed (2); due soon = open, past the mark, deadline ahead (h3 only: h7's mark is ahead, h4
+    # is rectified, awaiting re-inspection, h2's deadline passed)
+    ("h1", "found", NOW - H, None), ("h2", "ordered", NOW - H, NOW - 2 * H), ("h3", "ordered", NOW + H, NOW - H),
+    ("h4", "rectified", NOW + H, NOW - H), ("h5", "passed", NOW - H, NOW - 2 * H), ("h6", "closed", NOW - H, None),
+    ("h7", "ordered", NOW + 3 * H, NOW + H),
 ]
 
 
@@ -48,8 +51,8 @@ def store(engine):
             for i, (eid, st, soon, dl, grid) in enumerate(ROWS)])
         conn.execute(hazard.insert(), [
             {"id": hid, "grid_code": G1, "kind": "gas_pipe", "state": st, "found_at": NOW - 10 * H,
-             "deadline_at": dl, "lon": 120.305, "lat": 36.005, "last_seq": 1, "updated_at": NOW}
-            for hid, st, dl in HAZARDS])
+             "deadline_at": dl, "due_soon_at": soon, "lon": 120.305, "lat": 36.005, "last_seq": 1, "updated_at": NOW}
+            for hid, st, dl, soon in HAZARDS])
     return engine
 
 
@@ -72,27 +75,44 @@ def test_cases310_overdue_and_due_soon_follow_the_case_engine(store):
 
 def test_cases311_open_hazards_are_those_under_rectification(store):
     hz = kpi.hazard_counts(store, DISTRICT, NOW, NOW - 24 * H, NOW)
-    assert (hz["open"], hz["overdue"]) == (3, 2)          # h1 h2 h3; h1 h2
-    assert kpi.grid_measures(store, DISTRICT, NOW, TZ)[G1]["hazards"] == 3
+    assert (hz["open"], hz["overdue"], hz["due_soon"]) == (4, 2, 1)   # h1 h2 h3 h7; h1 h2; h3
+    assert kpi.grid_measures(store, DISTRICT, NOW, TZ)[G1]["hazards"] == 4
     got = wall_data.open_hazards(store, DISTRICT)
-    assert got["n"] == 3 and sorted(got["c"]["id"]) == ["h1", "h2", "h3"]
+    assert got["n"] == 4 and sorted(got["c"]["id"]) == ["h1", "h2", "h3", "h7"]
+    # two hours on: h3's deadline passed (overdue), h7 entered its last stretch
+    later = kpi.hazard_counts(store, DISTRICT, NOW + 2 * H, NOW - 24 * H, NOW)
+    assert (later["overdue"], later["due_soon"]) == (3, 1)
 
 
-@pytest.mark.parametrize("lang", ["zh", "en"])
-def test_cases312_header_shows_due_soon_and_the_calendar_warning(store, lang):
-    strip = panels.header_figures(kpi.wall_figures(store, DISTRICT, NOW, TZ), lang)
+def tiles_of(tree) -> dict:
+    """{data-kpi: [value, label, title]} of the tiles in a panel's component tree."""
     tiles = {}
 
     def walk(node):
         props = getattr(node, "to_plotly_json", lambda: {})().get("props", {})
         if props.get("data-kpi"):
-            tiles[props["data-kpi"]] = [c.children for c in props["children"]]
+            tiles[props["data-kpi"]] = [c.children for c in props["children"]] + [props.get("title")]
         kids = props.get("children")
         for k in kids if isinstance(kids, list) else [kids] if kids is not None else []:
             walk(k)
-    walk(strip)
-    assert tiles["due_soon"] == ["1", t("kpi_due_soon", lang)] and tiles["overdue"][0] == "2"
+    walk(tree)
+    return tiles
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_cases312_header_shows_due_soon_and_the_calendar_warning(store, lang):
+    tiles = tiles_of(panels.header_figures(kpi.wall_figures(store, DISTRICT, NOW, TZ), lang))
+    assert tiles["due_soon"][:2] == ["1", t("kpi_due_soon", lang)] and tiles["overdue"][0] == "2"
     warning = calendar_warning([2027], lang)
     assert warning.children == ("2027年假日未知·期限暂定" if lang == "zh" else "No 2027 holidays · provisional")
     assert "data/holidays.yaml" in warning.title
     assert calendar_warning([], lang) is None and calendar_warning(None, lang) is None
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_cases313_the_hazards_panel_shows_those_due_soon(store, lang):
+    tiles = tiles_of(panels.hazards_panel(kpi.wall_figures(store, DISTRICT, NOW, TZ), lang))
+    assert list(tiles) == ["hazards_open", "hazards_overdue", "hazards_due_soon", "hazards_found",
+                           "hazards_rectified"]
+    assert tiles["hazards_open"][0] == "4" and tiles["hazards_overdue"][0] == "2"
+    assert tiles["hazards_due_soon"] == ["1", t("kpi_due_soon", lang), t("hazards_due_soon_title", lang)]
