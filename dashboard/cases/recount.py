@@ -169,12 +169,18 @@ def recount(engine: Engine, ctx, *, tz=None, now: datetime | None = None, dry_ru
         if redis is not None:
             from ..feed import deltas as D
 
-            deltas = [D.event_delta(c.row, tz) for c in changes]
-            pipe = redis.pipeline(transaction=False)
-            for k in range(0, len(deltas), CHUNK):
-                D.publish_command(pipe, deltas[k:k + CHUNK])
-            pipe.execute()
+            _publish(redis, [D.event_delta(c.row, tz) for c in changes])
     return changes
+
+
+def _publish(redis, deltas: list[dict]) -> None:
+    """The moved cases' or hazards' deltas to the screens (grid:deltas), a chunk an entry."""
+    from ..feed import deltas as D
+
+    pipe = redis.pipeline(transaction=False)
+    for k in range(0, len(deltas), CHUNK):
+        D.publish_command(pipe, deltas[k:k + CHUNK])
+    pipe.execute()
 
 
 def _candidates(conn: Connection, cal) -> tuple[list[str], int]:
@@ -312,9 +318,5 @@ def recount_hazards(engine: Engine, ctx, *, tz=None, now: datetime | None = None
         if redis is not None:
             from ..feed import deltas as D
 
-            deltas = [D.hazard_delta(c.row, tz) for c in changes]
-            pipe = redis.pipeline(transaction=False)
-            for k in range(0, len(deltas), CHUNK):
-                D.publish_command(pipe, deltas[k:k + CHUNK])
-            pipe.execute()
+            _publish(redis, [D.hazard_delta(c.row, tz) for c in changes])
     return changes

@@ -228,26 +228,34 @@ def test_cases163_a_case_changed_since_it_was_read_is_not_written(svc, make_serv
     assert rows(svc.engine)["OP"]["deadline_provisional"] is False
 
 
+def recount_command(svc, holidays, monkeypatch, capsys):
+    """``python -m dashboard recount-deadlines [args]`` on ``svc``'s store with the 2027 file, no
+    Redis: a function running it (exit 0 asserted) and returning what it printed."""
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("HOLIDAYS_FILE", holidays)
+
+    def run(*args: str) -> str:
+        assert cli.main(["recount-deadlines", *args, "--database-url", svc.settings.database_url]) == 0
+        return capsys.readouterr().out
+    return run
+
+
 def test_cases164_the_command_lists_then_writes(svc, holidays, monkeypatch, capsys):
     F.xadd_all(svc.redis, timelines()[:2])
     assert F.consume(svc)["dead"] == 0
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    monkeypatch.setenv("HOLIDAYS_FILE", holidays)
-    url = svc.settings.database_url
-    assert cli.main(["recount-deadlines", "--dry-run", "--database-url", url]) == 0
-    out = capsys.readouterr().out
+    command = recount_command(svc, holidays, monkeypatch, capsys)
+    out = command("--dry-run")
     assert "OP\tregistered\t2027-01-04T12:00+08:00\t->\t2027-01-04T12:00+08:00\tfinal" in out
     assert "1 deadlines would be recounted (dry run: nothing written); 0 still provisional" in out
     assert rows(svc.engine)["OP"]["deadline_provisional"] is True
-    assert cli.main(["recount-deadlines", "--database-url", url]) == 0
-    assert "1 deadlines recounted; 0 still provisional" in capsys.readouterr().out
+    assert "1 deadlines recounted; 0 still provisional" in command()
     assert rows(svc.engine)["OP"]["deadline_provisional"] is False
     # a holiday file with a mistake is refused, naming its line
     bad = holidays.replace(".yaml", "-bad.yaml")
     with open(bad, "w", encoding="utf-8") as f:
         f.write("2027:\n  holidays:\n    2027-13-01: 元旦\n")
     monkeypatch.setenv("HOLIDAYS_FILE", bad)
-    assert cli.main(["recount-deadlines", "--database-url", url]) == 2
+    assert cli.main(["recount-deadlines", "--database-url", svc.settings.database_url]) == 2
     err = capsys.readouterr().err
     assert "holidays-2027-bad.yaml:3:" in err and "2027-13-01" in err
 
@@ -412,17 +420,12 @@ def test_cases168_a_hazard_without_its_count_stays_provisional_and_the_command_s
     with svc.engine.begin() as conn:   # HL as stored before migration 0006: no basis, no 即将到期
         conn.execute(sa.update(hazard).where(hazard.c.id == "HL").values(deadline_from=None, allowance_s=None,
                                                                           due_soon_at=None))
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    monkeypatch.setenv("HOLIDAYS_FILE", holidays)
-    url = svc.settings.database_url
-    assert cli.main(["recount-deadlines", "--dry-run", "--database-url", url]) == 0
-    out = capsys.readouterr().out
+    command = recount_command(svc, holidays, monkeypatch, capsys)
+    out = command("--dry-run")
     assert "hazard HA\tordered\t2027-01-04T09:00+08:00\t->\t2027-01-05T09:00+08:00\tfinal" in out
     assert "1 hazard deadlines would be recounted (dry run: nothing written); 1 still provisional" in out
     assert hazard_rows(svc.engine)["HA"]["deadline_provisional"] is True
-    assert cli.main(["recount-deadlines", "--database-url", url]) == 0
-    out = capsys.readouterr().out
-    assert "1 hazard deadlines recounted; 1 still provisional" in out
+    assert "1 hazard deadlines recounted; 1 still provisional" in command()
     rows_ = hazard_rows(svc.engine)
     assert rows_["HA"]["deadline_provisional"] is False and rows_["HA"]["deadline_at"] == t("2027-01-05T09:00:00")
     assert rows_["HL"]["deadline_provisional"] is True and rows_["HL"]["deadline_at"] == t("2027-01-04T09:00:00")
