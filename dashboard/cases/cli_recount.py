@@ -18,7 +18,7 @@ def add_arguments(p) -> None:
 def run(args, settings) -> int:
     from ..feed.casework import CaseContext
     from ..store.engine import make_engine, migrate
-    from .recount import hazards_waiting, recount, recount_hazards, waiting
+    from .recount import fill_hazard_due_soon, hazards_waiting, recount, recount_hazards, waiting
     from .workcalendar import CalendarError
 
     try:
@@ -35,6 +35,7 @@ def run(args, settings) -> int:
             r = connect_settings(settings)
         changes = recount(engine, ctx, dry_run=args.dry_run, redis=r)
         hazards = recount_hazards(engine, ctx, dry_run=args.dry_run, redis=r)
+        filled = fill_hazard_due_soon(engine, ctx, dry_run=args.dry_run)
         tz = ctx.cal.tz
         for c in changes:
             old, new = c.before["deadline_at"], c.after["deadline_at"]
@@ -48,6 +49,9 @@ def run(args, settings) -> int:
         print(f"{len(changes)} deadlines {verb}; {waiting(engine, ctx.cal)} still provisional, {year}")
         print(f"{len(hazards)} hazard deadlines {verb}; {hazards_waiting(engine, ctx.cal)} still provisional "
               f"(a year not known yet, or stored before their count was kept)")
+        if filled:
+            print(f"{filled} hazards stored without 即将到期 "
+                  f"{'would be given one' if args.dry_run else 'given one'}")
         return 0
     finally:
         if r is not None:

@@ -27,9 +27,10 @@ counted again from those, on the calendar as it now is, and its 即将到期 (``
 it. A deadline the message gave as an instant stays that instant, as an operator's does on a case;
 only its 即将到期 moves. A hazard has no step history, so the move is logged, not recorded as a
 step; its ``last_seq`` (the version the consumer checks) is bumped. A provisional hazard stored
-before migration 0006 has no 即将到期 and no basis: it is left as it is.
+before migration 0006 has no 即将到期 and no basis: it is left as it is; the others stored before
+it get their 即将到期 (``fill_hazard_due_soon``).
 
-The consumer runs both once when it starts (``Consumer.run``); ``python -m dashboard
+The consumer runs all three once when it starts (``Consumer.run``); ``python -m dashboard
 recount-deadlines`` runs them by hand and lists what moved (``--dry-run`` writes nothing).
 """
 from __future__ import annotations
@@ -320,3 +321,38 @@ def recount_hazards(engine: Engine, ctx, *, tz=None, now: datetime | None = None
 
             _publish(redis, [D.hazard_delta(c.row, tz) for c in changes])
     return changes
+
+
+# Hazards stored before migration 0006 that the wall may still count: under rectification, or
+# rectified and awaiting re-inspection (a failure orders again). "open" is the old consumer's state.
+FILL_STATES = ("found", "ordered", "rectified", "open")
+
+
+def fill_hazard_due_soon(engine: Engine, ctx, *, now: datetime | None = None, dry_run: bool = False) -> int:
+    """即将到期 for the hazards stored before migration 0006, which have a deadline but no
+    ``due_soon_at`` (until their next order, extension or failed re-inspection): counted from their
+    latest order (or, without one, from when they were found) to the deadline, as the consumer counts
+    it. A provisional one among them is left alone: its deadline is a weekday count nothing can
+    redo. Version-checked like the recount (``last_seq`` bumped); returns how many were filled
+    (with ``dry_run``, would be)."""
+    now = now or datetime.now(timezone.utc)
+    missing = (H.c.due_soon_at.is_(None), H.c.deadline_at.is_not(None), H.c.state.in_(FILL_STATES),
+               H.c.deadline_provisional.is_(False))
+    with engine.connect() as conn:
+        ids = list(conn.execute(select(H.c.id).where(*missing)).scalars())
+    if dry_run:
+        return len(ids)
+    filled = 0
+    for i in range(0, len(ids), CHUNK):
+        with engine.begin() as conn:
+            rows = conn.execute(select(H.c.id, H.c.ordered_at, H.c.found_at, H.c.deadline_at, H.c.last_seq)
+                                .where(H.c.id.in_(ids[i:i + CHUNK]), *missing)).mappings().all()
+            for row in rows:
+                soon, provisional = ctx.hazard_due_soon(row["ordered_at"] or row["found_at"], row["deadline_at"])
+                res = conn.execute(update(H).where(H.c.id == row["id"], H.c.last_seq == row["last_seq"])
+                                   .values(due_soon_at=soon, deadline_provisional=provisional,
+                                           last_seq=row["last_seq"] + 1, updated_at=now))
+                filled += res.rowcount   # a hazard a consumer moved meanwhile got its own mark
+    if filled:
+        log.info("hazards stored before their 即将到期 was kept now have one", extra={"hazards": filled})
+    return filled

@@ -541,13 +541,15 @@ class Consumer:
 
     def _recount(self) -> None:
         """Once per start: the provisional deadlines the calendar can now count, because the
-        operators filled in their year (dashboard/cases/recount.py); retried while it fails."""
-        from ..cases.recount import recount, recount_hazards
+        operators filled in their year, and the 即将到期 of hazards stored without one
+        (dashboard/cases/recount.py); retried while it fails."""
+        from ..cases.recount import fill_hazard_due_soon, recount, recount_hazards
 
         try:
             r = self.redis if self.push else None
             recount(self.engine, self.cases, tz=self.tz, redis=r)
             recount_hazards(self.engine, self.cases, tz=self.tz, redis=r)
+            fill_hazard_due_soon(self.engine, self.cases)
             self._recounted = True
         except Exception as exc:  # noqa: BLE001 - the deadlines stay provisional, as they were, until it works
             log.warning("could not recount the provisional deadlines; retrying",

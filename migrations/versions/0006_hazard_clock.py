@@ -6,7 +6,9 @@ the message gave the deadline as an instant. With them a provisional deadline (a
 calendar knew) is counted again once the holiday file knows the year (dashboard.cases.recount).
 Rows stored before this migration have no basis: a provisional one among them stays provisional.
 ``due_soon_at`` is the start of the last share (DUE_SOON_SHARE) of the working time from the
-latest order to the deadline, as a case's; rows stored before it have none until their next step.
+latest order to the deadline, as a case's; the consumer gives rows stored before it theirs at its
+next start (dashboard.cases.recount.fill_hazard_due_soon), outside the migration because it needs
+the working calendar and the settings.
 
 Revision ID: 0006
 Revises: 0005

@@ -229,10 +229,12 @@ def test_cases163_a_case_changed_since_it_was_read_is_not_written(svc, make_serv
 
 
 def recount_command(svc, holidays, monkeypatch, capsys):
-    """``python -m dashboard recount-deadlines [args]`` on ``svc``'s store with the 2027 file, no
-    Redis: a function running it (exit 0 asserted) and returning what it printed."""
+    """``python -m dashboard recount-deadlines [args]`` on ``svc``'s store with the 2027 file (None:
+    the default calendar), no Redis: a function running it (exit 0 asserted) and returning what it
+    printed."""
     monkeypatch.delenv("REDIS_URL", raising=False)
-    monkeypatch.setenv("HOLIDAYS_FILE", holidays)
+    if holidays is not None:
+        monkeypatch.setenv("HOLIDAYS_FILE", holidays)
 
     def run(*args: str) -> str:
         assert cli.main(["recount-deadlines", *args, "--database-url", svc.settings.database_url]) == 0
@@ -450,3 +452,26 @@ def test_cases169_a_hazard_changed_since_it_was_read_is_not_written(svc, make_se
     now = hazard_rows(svc.engine)["HA"]
     assert now["deadline_provisional"] is False and now["deadline_at"] == t("2027-01-05T09:00:00")
     assert now["last_seq"] == stale["last_seq"] + 2
+
+
+def test_cases170_hazards_stored_before_their_due_soon_was_kept_get_one_at_start(svc, monkeypatch, capsys):
+    def legacy(hid: str, state: str, provisional: bool = False, ordered: bool = True) -> dict:
+        # as migration 0006 leaves a row: a deadline, no basis, no 即将到期
+        return {"id": hid, "grid_code": F.GRIDS[1], "kind": "gas_pipe", "state": state,
+                "found_at": t("2026-11-02T09:00:00"), "ordered_at": t("2026-11-02T09:00:00") if ordered else None,
+                "deadline_at": t("2026-11-04T09:00:00"), "deadline_provisional": provisional,
+                "last_seq": 3, "updated_at": t("2026-11-02T09:00:00")}
+    with svc.engine.begin() as conn:
+        conn.execute(hazard.insert(), [legacy("L1", "ordered"), legacy("L2", "closed"),
+                                       legacy("L3", "ordered", provisional=True), legacy("L4", "open", ordered=False)])
+    command = recount_command(svc, None, monkeypatch, capsys)
+    assert "2 hazards stored without 即将到期 would be given one" in command("--dry-run")
+    assert F.consume(svc)["dead"] == 0   # the consumer's start fills them
+    got = hazard_rows(svc.engine)
+    # 15 working hours from Monday 09:00 to Wednesday 09:00; the last 3 h from Tuesday 15:00
+    for hid in ("L1", "L4"):
+        assert got[hid]["due_soon_at"] == t("2026-11-03T15:00:00") and got[hid]["last_seq"] == 4, hid
+        assert got[hid]["deadline_at"] == t("2026-11-04T09:00:00") and got[hid]["deadline_provisional"] is False
+    for hid in ("L2", "L3"):   # closed; a provisional weekday count: left alone
+        assert got[hid]["due_soon_at"] is None and got[hid]["last_seq"] == 3, hid
+    assert "given one" not in command()   # nothing left
