@@ -352,7 +352,9 @@ def fill_hazard_due_soon(engine: Engine, ctx, *, now: datetime | None = None, dr
                 res = conn.execute(update(H).where(H.c.id == row["id"], H.c.last_seq == row["last_seq"])
                                    .values(due_soon_at=soon, deadline_provisional=provisional,
                                            last_seq=row["last_seq"] + 1, updated_at=now))
-                filled += res.rowcount   # a hazard a consumer moved meanwhile got its own mark
+                # a hazard a consumer moved meanwhile keeps what that step gave it (an order or an
+                # extension sets its mark); one still without is filled at the next start
+                filled += res.rowcount
     if filled:
         log.info("hazards stored before their 即将到期 was kept now have one", extra={"hazards": filled})
     return filled
