@@ -156,21 +156,27 @@ def recount(engine: Engine, ctx, *, tz=None, now: datetime | None = None, dry_ru
     another consumer's recount) is read again, up to ``PASSES`` times."""
     tz = tz or ctx.cal.tz
     now = now or datetime.now(timezone.utc)
-    changes: list[Change] = []
-    for _ in range(PASSES):
-        done, missed = _pass(engine, ctx, tz, now, dry_run)
-        changes += done
-        if dry_run or not missed:
-            break
-    else:
-        log.warning("cases kept changing while their deadlines were recounted; left for the next start",
-                    extra={"cases": missed})
+    changes = _passes(lambda: _pass(engine, ctx, tz, now, dry_run), "cases")
     if changes and not dry_run:
         log.info("provisional deadlines recounted", extra={"cases": len(changes)})
         if redis is not None:
             from ..feed import deltas as D
 
             _publish(redis, [D.event_delta(c.row, tz) for c in changes])
+    return changes
+
+
+def _passes(one_pass, what: str) -> list:
+    """``one_pass()`` -> (changes, how many changed under it), again while some did, up to
+    ``PASSES`` times (a dry run writes nothing, so it never misses one)."""
+    changes: list = []
+    for _ in range(PASSES):
+        done, missed = one_pass()
+        changes += done
+        if not missed:
+            return changes
+    log.warning(f"{what} kept changing while their deadlines were recounted; left for the next start",
+                extra={what: missed})
     return changes
 
 
@@ -273,11 +279,35 @@ def hazards_waiting(engine: Engine, cal) -> int:
         return _hazard_candidates(conn, cal)[1]
 
 
-def _write_hazard(conn: Connection, row: dict, after: dict, now: datetime) -> bool:
-    """The recounted deadline, if the hazard is still as read (its version, ``last_seq``)."""
+def _write_hazard(conn: Connection, row, after: dict, now: datetime) -> bool:
+    """``after`` (a recounted deadline, a 即将到期) into hazard ``row``, if it is still as read (its
+    version, ``last_seq``, which the write bumps)."""
     res = conn.execute(update(H).where(H.c.id == row["id"], H.c.last_seq == row["last_seq"])
                        .values(**after, last_seq=row["last_seq"] + 1, updated_at=now))
     return res.rowcount == 1
+
+
+def _hazard_pass(engine: Engine, ctx, now: datetime, dry_run: bool) -> tuple[list[HazardChange], int]:
+    with engine.connect() as conn:
+        ready, _ = _hazard_candidates(conn, ctx.cal)
+    changes: list[HazardChange] = []
+    missed = 0
+    for i in range(0, len(ready), CHUNK):
+        with engine.begin() as conn:
+            rows = [dict(r) for r in conn.execute(select(H).where(H.c.id.in_(ready[i:i + CHUNK]))).mappings()
+                    if r["deadline_provisional"] and _hazard_ready(ctx.cal, r)]
+            for row in rows:
+                after = _hazard_clock(ctx, row)
+                if all(_same(after[k], row[k]) for k in after):
+                    continue
+                if not dry_run:
+                    if not _write_hazard(conn, row, after, now):
+                        missed += 1
+                        continue
+                    after.update(last_seq=row["last_seq"] + 1, updated_at=now)
+                changes.append(HazardChange(row["id"], row["state"], row["deadline_at"], after["deadline_at"],
+                                            after["deadline_provisional"], {**row, **after}))
+    return changes, missed
 
 
 def recount_hazards(engine: Engine, ctx, *, tz=None, now: datetime | None = None, dry_run: bool = False,
@@ -287,31 +317,7 @@ def recount_hazards(engine: Engine, ctx, *, tz=None, now: datetime | None = None
     ``PASSES`` times; with ``redis`` the changed hazards' deltas go to the screens."""
     tz = tz or ctx.cal.tz
     now = now or datetime.now(timezone.utc)
-    changes: list[HazardChange] = []
-    for _ in range(PASSES):
-        with engine.connect() as conn:
-            ready, _ = _hazard_candidates(conn, ctx.cal)
-        missed = 0
-        for i in range(0, len(ready), CHUNK):
-            with engine.begin() as conn:
-                rows = [dict(r) for r in conn.execute(select(H).where(H.c.id.in_(ready[i:i + CHUNK]))).mappings()
-                        if r["deadline_provisional"] and _hazard_ready(ctx.cal, r)]
-                for row in rows:
-                    after = _hazard_clock(ctx, row)
-                    if all(_same(after[k], row[k]) for k in after):
-                        continue
-                    if not dry_run:
-                        if not _write_hazard(conn, row, after, now):
-                            missed += 1
-                            continue
-                        after.update(last_seq=row["last_seq"] + 1, updated_at=now)
-                    changes.append(HazardChange(row["id"], row["state"], row["deadline_at"], after["deadline_at"],
-                                                after["deadline_provisional"], {**row, **after}))
-        if dry_run or not missed:
-            break
-    else:
-        log.warning("hazards kept changing while their deadlines were recounted; left for the next start",
-                    extra={"hazards": missed})
+    changes = _passes(lambda: _hazard_pass(engine, ctx, now, dry_run), "hazards")
     if changes and not dry_run:
         for c in changes:
             log.info("hazard deadline recounted", extra={"hazard_id": c.hazard_id, "from": c.before.isoformat(),
@@ -349,12 +355,9 @@ def fill_hazard_due_soon(engine: Engine, ctx, *, now: datetime | None = None, dr
                                 .where(H.c.id.in_(ids[i:i + CHUNK]), *missing)).mappings().all()
             for row in rows:
                 soon, provisional = ctx.hazard_due_soon(row["ordered_at"] or row["found_at"], row["deadline_at"])
-                res = conn.execute(update(H).where(H.c.id == row["id"], H.c.last_seq == row["last_seq"])
-                                   .values(due_soon_at=soon, deadline_provisional=provisional,
-                                           last_seq=row["last_seq"] + 1, updated_at=now))
                 # a hazard a consumer moved meanwhile keeps what that step gave it (an order or an
                 # extension sets its mark); one still without is filled at the next start
-                filled += res.rowcount
+                filled += _write_hazard(conn, row, {"due_soon_at": soon, "deadline_provisional": provisional}, now)
     if filled:
         log.info("hazards stored before their 即将到期 was kept now have one", extra={"hazards": filled})
     return filled
